@@ -1,0 +1,39 @@
+# Top-level entry points. Fragments in mk/*.mk add the targets of each area
+# (pipeline, serving, deployment) so the file stays readable.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+DATA_DIR ?=
+REPORTS_DIR ?= reports
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install test test-fast benchmark-quality clean
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-22s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned dependencies (idempotent)
+
+test: install ## Run the whole test suite (unit, integration with real Redis/servers/kfp.local, slow e2e)
+	$(PY) -m pytest
+
+test-fast: install ## Unit tests only
+	$(PY) -m pytest tests/unit -m "not integration and not slow"
+
+benchmark-quality: install ## Offline quality benchmark on DATA_DIR (both protocols) -> reports/quality-*.json, reports/quality.md
+	$(PY) -m recsys.benchmark --data-dir "$(DATA_DIR)" --out $(REPORTS_DIR)
+
+clean: ## Remove caches and local run outputs (keeps .venv)
+	rm -rf .pytest_cache build *.egg-info
+
+-include mk/*.mk
