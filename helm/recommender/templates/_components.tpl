@@ -1,0 +1,109 @@
+{{/* Fields shared by the predictor and transformer component specs. */}}
+{{- define "recommender.componentSpec" -}}
+{{- $as := .Values.inferenceService.autoscaling -}}
+serviceAccountName: {{ include "recommender.serviceAccountName" . }}
+minReplicas: {{ $as.minReplicas }}
+maxReplicas: {{ $as.maxReplicas }}
+scaleMetric: {{ $as.metric }}
+scaleTarget: {{ $as.target }}
+{{- if $as.containerConcurrency }}
+containerConcurrency: {{ $as.containerConcurrency }}
+{{- end }}
+timeout: {{ .Values.inferenceService.timeoutSeconds }}
+labels:
+  {{- include "recommender.selectorLabels" . | nindent 2 }}
+securityContext:
+  {{- include "recommender.podSecurityContext" . | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end }}
+
+{{/* Readiness and liveness probes on the KServe V2 health endpoints. Args: port, root. */}}
+{{- define "recommender.probes" -}}
+{{- $p := .root.Values.probes -}}
+readinessProbe:
+  httpGet:
+    path: /v2/health/ready
+    port: {{ .port }}
+  initialDelaySeconds: {{ $p.readinessInitialDelaySeconds }}
+  periodSeconds: {{ $p.periodSeconds }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+  failureThreshold: {{ $p.failureThreshold }}
+livenessProbe:
+  httpGet:
+    path: /v2/health/live
+    port: {{ .port }}
+  initialDelaySeconds: {{ $p.livenessInitialDelaySeconds }}
+  periodSeconds: {{ $p.periodSeconds }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+  failureThreshold: {{ $p.failureThreshold }}
+{{- end }}
+
+{{/*
+Transformer container body (without the name). Args: root, predictorHost ("" lets KServe
+inject --predictor_host in the separate-pod layout), collocated.
+*/}}
+{{- define "recommender.transformerContainer" -}}
+{{- $v := .root.Values -}}
+image: {{ include "recommender.image" .root }}
+imagePullPolicy: {{ $v.image.pullPolicy }}
+command: ["python", "-m", "predictors.transformer"]
+args:
+  - --model_name={{ $v.model.name }}
+  {{- if .predictorHost }}
+  - --predictor_host={{ .predictorHost }}
+  {{- end }}
+  - --predictor_protocol=v2
+  - --model_dir=/mnt/models
+  - --http_port={{ $v.transformer.httpPort }}
+  - --grpc_port={{ $v.transformer.grpcPort }}
+  {{- if .collocated }}
+  - --enable_predictor_health_check
+  {{- end }}
+  {{- with $v.transformer.extraArgs }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+env:
+  {{- if not .collocated }}
+  # The transformer reads the bundle too (popularity fallback, item titles).
+  - name: STORAGE_URI
+    value: {{ $v.model.storageUri | quote }}
+  {{- end }}
+  {{- include "recommender.transformerEnv" .root | nindent 2 }}
+  {{- with $v.transformer.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+envFrom:
+  - configMapRef:
+      name: {{ include "recommender.fullname" .root }}
+ports:
+  - name: http1
+    containerPort: {{ $v.transformer.httpPort }}
+    protocol: TCP
+{{ include "recommender.probes" (dict "port" (int $v.transformer.httpPort) "root" .root) }}
+resources:
+  {{- toYaml $v.transformer.resources | nindent 2 }}
+securityContext:
+  {{- include "recommender.containerSecurityContext" .root | nindent 2 }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end }}
