@@ -42,7 +42,3 @@ def rendered(tools, tmp_path_factory) -> dict[str, list[dict]]:
             result[f"{f.parent.name}/{f.stem}"] = deploytool.docs(f.read_text())
     result["_out"] = out  # type: ignore[assignment]
     return result
-
-
-def by_kind(documents: list[dict], kind: str) -> list[dict]:
-    return [d for d in documents if d.get("kind") == kind]

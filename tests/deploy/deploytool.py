@@ -175,6 +175,26 @@ def prometheus_rule_groups(rendered: list[dict]) -> dict:
     return {"groups": groups}
 
 
+def by_kind(documents: list[dict], kind: str) -> list[dict]:
+    return [d for d in documents if d.get("kind") == kind]
+
+
+# ---------------------------------------------------------------- metrics contract
+def metrics_contract() -> dict[str, tuple[str, set[str]]]:
+    """helm/recommender/metrics.txt: name -> (type, label names)."""
+    out = {}
+    for line in (CHARTS_DIR / "recommender" / "metrics.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, kind, labels = line.split()
+            out[name] = (kind, set() if labels == "-" else set(labels.split(",")))
+    return out
+
+
+def dashboard_exprs() -> list[str]:
+    dash = json.loads((CHARTS_DIR / "recommender" / "dashboards" / "recommender.json").read_text())
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
 # ---------------------------------------------------------------- commands
 def render(out: Path) -> list[Path]:
     """Write every rendered manifest set under `out`; returns the files written."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
+from deploytool import REPO
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 

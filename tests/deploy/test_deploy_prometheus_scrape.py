@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from test_dashboard_metrics import contract, dashboard_exprs
+from deploytool import dashboard_exprs, metrics_contract as contract
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import deploytool
-from conftest import by_kind
+from deploytool import by_kind
 
 
 def all_rendered(rendered):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import deploytool
-from conftest import REPO, by_kind
+from deploytool import REPO, by_kind
 
 CHART = REPO / "helm" / "recommender"
 VALUE_SETS = [name for name, _ in deploytool.values_sets(CHART)]

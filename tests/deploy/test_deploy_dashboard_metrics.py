@@ -14,7 +14,7 @@ import re
 import pytest
 import yaml
 
-from conftest import REPO
+from deploytool import REPO, dashboard_exprs, metrics_contract as contract
 
 CHART = REPO / "helm" / "recommender"
 METRIC_RE = re.compile(r"\b(recommender_[a-z0-9_]+)\b")
@@ -23,25 +23,11 @@ MATCHER_RE = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
 BY_RE = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 
 
-def contract() -> dict[str, tuple[str, set[str]]]:
-    out = {}
-    for line in (CHART / "metrics.txt").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, kind, labels = line.split()
-            out[name] = (kind, set() if labels == "-" else set(labels.split(",")))
-    return out
-
-
 def sample_names(name: str, kind: str) -> set[str]:
     """Series names Prometheus sees for one metric of the contract."""
     if kind == "histogram":
         return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
     return {name}
-
-
-def dashboard_exprs() -> list[str]:
-    dash = json.loads((CHART / "dashboards" / "recommender.json").read_text())
-    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
 
 
 def rule_exprs(rendered) -> list[str]:
