@@ -1,0 +1,45 @@
+"""The item catalog: dense indices for movie ids plus the item-side arrays models share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from recsys.features import DAY, genre_matrix
+
+
+class Catalog:
+    """Wraps an item table (see :func:`recsys.features.build_item_table`).
+
+    Row ``i`` of the table is item index ``i``; ``item_ids[i]`` its movie id.
+    """
+
+    def __init__(self, table: pd.DataFrame, ref_ts: int | None = None):
+        self.table = table.reset_index(drop=True)
+        self.item_ids = self.table["item_id"].to_numpy(np.int64)
+        self._index = {int(m): i for i, m in enumerate(self.item_ids)}
+        self.genres = genre_matrix(self.table["genres"])
+        self.year = self.table["year"].to_numpy(np.int64)
+        self.popularity = self.table["popularity"].to_numpy(np.float64)
+        self.ref_ts = int(ref_ts if ref_ts is not None else self.table["last_ts"].max())
+        self.genre_sets = {int(m): frozenset(str(g).split("|")) for m, g in zip(self.item_ids, self.table["genres"])}
+        # Precomputed item-side ranker features (see recsys.ranking.FEATURES).
+        self.log_pop = np.log1p(self.popularity).astype(np.float32)
+        self.log_pop_recent = np.log1p(self.table["popularity_recent"].to_numpy(np.float64)).astype(np.float32)
+        self.days_since_last = ((self.ref_ts - self.table["last_ts"].to_numpy(np.float64)) / DAY).astype(np.float32)
+        self.days_since_first = ((self.ref_ts - self.table["first_ts"].to_numpy(np.float64)) / DAY).astype(np.float32)
+        self.mean_rating = self.table["mean_rating"].to_numpy(np.float32)
+        self.popular_order = np.argsort(-self.popularity, kind="stable")
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def index_of(self, movie_id: int) -> int | None:
+        return self._index.get(int(movie_id))
+
+    def indices(self, movie_ids: Iterable[int]) -> np.ndarray:
+        """Dense indices of the known movie ids, in order (unknown ids are skipped)."""
+        idx = [self._index.get(int(m)) for m in movie_ids]
+        return np.array([i for i in idx if i is not None], dtype=np.int64)

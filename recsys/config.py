@@ -1,0 +1,74 @@
+"""One settings object for the whole project, read from environment variables.
+
+Every field maps to an upper-case environment variable of the same name (``EMBEDDING_DIM``,
+``TOP_K_CANDIDATES``...). Defaults are the documented ones; the README lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+ML1M_MD5 = "c4d9eecfca2ab87c1945afe126590906"
+
+
+class Settings(BaseSettings):
+    """Project configuration (environment variables, case-insensitive)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    # --- data -------------------------------------------------------------------------
+    data_dir: Path | None = Field(None, description="Local GroupLens ml-1m directory; download when unset")
+    data_url: str = Field(ML1M_URL, description="Where ml-1m.zip is downloaded from (file:// works)")
+    data_md5: str = Field(ML1M_MD5, description="Expected md5 of ml-1m.zip")
+    cache_dir: Path = Field(Path.home() / ".cache" / "recsys", description="Download cache")
+    seed: int = Field(42, description="Seed for every random step (torch, numpy, LightGBM, FAISS)")
+
+    # --- two-tower retriever ----------------------------------------------------------
+    embedding_dim: int = Field(64, ge=8, le=1024)
+    history_len: int = Field(50, ge=1, le=500, description="Recent items the user tower attends over")
+    tt_epochs: int = Field(20, ge=1, description="Max epochs (early stopping on validation recall)")
+    tt_patience: int = Field(2, ge=1)
+    tt_batch_size: int = Field(1024, ge=16)
+    tt_learning_rate: float = Field(2e-3, gt=0)
+    tt_temperature: float = Field(0.05, gt=0)
+    tt_weight_decay: float = Field(1e-6, ge=0)
+    tt_dropout: float = Field(0.1, ge=0, lt=1)
+    torch_threads: int = Field(0, ge=0, description="0 = torch default")
+
+    # --- candidate generation ---------------------------------------------------------
+    top_k_candidates: int = Field(500, ge=10, le=5000, description="Two-tower candidates from FAISS")
+    faiss_n_lists: int = Field(100, ge=1)
+    faiss_n_probe: int = Field(10, ge=1, description="Starting nprobe; raised until recall target is met")
+    faiss_target_recall: float = Field(0.95, gt=0, le=1, description="ANN recall@TOP_K vs exact to reach")
+    faiss_exact_below: int = Field(0, ge=0, description="Use an exact flat index below this many items")
+    cooc_candidates: int = Field(200, ge=0, description="Candidates from the next-item co-occurrence channel")
+    cooc_window: int = Field(5, ge=1, description="Later items counted as 'next' after an item")
+    cooc_last_items: int = Field(5, ge=1, description="User's last items the channel starts from")
+    popular_candidates: int = Field(0, ge=0, description="Candidates from the popularity channel")
+
+    # --- ranker -----------------------------------------------------------------------
+    lgbm_n_estimators: int = Field(500, ge=1)
+    lgbm_learning_rate: float = Field(0.05, gt=0)
+    lgbm_num_leaves: int = Field(63, ge=2)
+    lgbm_min_data_in_leaf: int = Field(50, ge=1)
+    lgbm_early_stopping_rounds: int = Field(30, ge=1)
+    lgbm_num_threads: int = Field(0, ge=0, description="0 = LightGBM default")
+    rank_candidates: int = Field(300, ge=10, description="Merged candidates the ranker scores per user")
+
+    # --- evaluation -------------------------------------------------------------------
+    ease_lambda: float = Field(500.0, gt=0)
+    ials_factors: int = Field(64, ge=1)
+    ials_iterations: int = Field(15, ge=1)
+    ials_regularization: float = Field(0.05, ge=0)
+    ials_alpha: float = Field(2.0, gt=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Candidate generation: the two-tower retriever, its FAISS index, and extra channels."""
