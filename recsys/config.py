@@ -67,6 +67,24 @@ class Settings(BaseSettings):
     ials_regularization: float = Field(0.05, ge=0)
     ials_alpha: float = Field(2.0, gt=0)
 
+    # --- local state, registry, feature store -------------------------------------------
+    runs_dir: Path = Field(Path("runs"), description="Local state: MLflow store, kfp.local root, Feast data")
+    mlflow_tracking_uri: str | None = Field(None, description="Default sqlite:///<RUNS_DIR>/mlflow.db")
+    registered_model_name: str = Field("recommender", description="MLflow registered model")
+    feast_repo_path: Path = Field(Path("feature_repo"), description="Feast feature repo (features as code)")
+    feast_project: str = Field("recommender", description="Feast project (tests use their own)")
+    redis_url: str | None = Field(None, description="redis://[:password@]host:port/db; unset = embedded SQLite online store, no cache")
+
+    # --- serving ------------------------------------------------------------------------
+    cache_ttl_seconds: int = Field(300, ge=0)
+    predictor_timeout_seconds: float = Field(1.0, gt=0)
+    mmr_lambda: float = Field(1.0, ge=0, le=1, description="1.0 = no diversity re-ranking")
+    skew_threshold: float = Field(0.1, gt=0, description="KL above which a feature is flagged as skewed")
+
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI, or a SQLite store under RUNS_DIR."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.runs_dir.resolve()}/mlflow.db"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
