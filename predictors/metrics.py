@@ -1,0 +1,49 @@
+"""Prometheus metrics of both servers, defined once at module level (default registry).
+
+KServe 0.21 serves prometheus_client's default registry on each server's HTTP port at /metrics.
+Names, types and labels are a contract with helm/recommender/metrics.txt (the dashboard and the
+alert rules query them); tests/deploy/test_deploy_dashboard_metrics.py checks it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STAGES = ("feature_lookup", "cache", "predictor_call", "retrieval", "ranking", "end_to_end")
+FALLBACK_REASONS = ("cold_start", "redis_down", "feature_store_down", "predictor_down", "predictor_timeout")
+CACHE_RESULTS = ("hit", "miss", "error")
+ERROR_KINDS = ("bad_request", "internal")
+
+STAGE_LATENCY = Histogram(
+    "recommender_stage_latency_seconds", "Latency of one serving stage", ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+REQUESTS = Counter("recommender_requests", "Inference requests received", ["server", "model"])
+ERRORS = Counter("recommender_errors", "Requests that failed", ["server", "kind"])
+CACHE_REQUESTS = Counter("recommender_cache_requests", "Result-cache lookups", ["result"])
+FALLBACKS = Counter("recommender_fallbacks", "Degraded answers by reason", ["reason"])
+FEATURE_SKEW_KL = Gauge("recommender_feature_skew_kl", "KL divergence of served features vs training histograms", ["feature"])
+MODEL_INFO = Gauge("recommender_model_info", "Model version loaded (value 1)", ["version", "server"])
+REDIS_UP = Gauge("recommender_redis_up", "1 when the transformer reaches Redis, 0 otherwise")
+
+
+def observe_stage(stage: str, ms: float) -> None:
+    """Record a stage latency given in milliseconds."""
+    STAGE_LATENCY.labels(stage).observe(ms / 1e3)
+
+
+def set_model_info(version: str, server: str) -> None:
+    """Expose the loaded model version (one series per server; older versions removed)."""
+    for labels in list(MODEL_INFO._metrics):
+        if labels[1] == server and labels[0] != version:
+            MODEL_INFO.remove(*labels)
+    MODEL_INFO.labels(version, server).set(1)
+
+
+# Pre-create label sets so dashboards see zeros before the first event.
+for _s in STAGES:
+    STAGE_LATENCY.labels(_s)
+for _r in FALLBACK_REASONS:
+    FALLBACKS.labels(_r)
+for _r in CACHE_RESULTS:
+    CACHE_REQUESTS.labels(_r)
