@@ -1,0 +1,69 @@
+"""Features as code: the Feast definitions of the recommender (entities, sources, views, service).
+
+Training builds the same columns with :mod:`recsys.features` (``build_user_table`` /
+``build_item_table``); the materialize step writes those tables as the parquet files these
+sources read, so the online store holds exactly what the model was trained on.
+
+``definitions(data_dir)`` builds every object for offline parquet under ``data_dir``;
+:func:`recsys.feature_store.get_store` applies it with the directory of its environment. The
+module-level objects (default ``feature_repo/data/``) are what ``feast apply`` in this folder
+sees.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Array, Float32, Int64, String
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
+USERS_FILE = "users.parquet"
+ITEMS_FILE = "items.parquet"
+TIMESTAMP = "event_timestamp"
+# Online values never expire: a user's row is replaced by the next materialization or event.
+TTL = timedelta(days=365 * 100)
+
+# Column -> Feast type. Must stay equal to recsys.features.USER_FEATURES (tested).
+USER_SCHEMA = {
+    # demographics
+    "gender": String, "age": Int64, "occupation": Int64,
+    # activity statistics
+    "n_ratings": Int64, "mean_rating": Float32, "first_ts": Int64, "last_ts": Int64,
+    # tastes: share of the user's ratings per ml-1m genre (18, GENRES order)
+    "genre_affinity": Array(Float32),
+    # history: last HISTORY_LEN movie ids (most recent last) and every rated movie id
+    "recent_items": Array(Int64), "seen_items": Array(Int64),
+}
+# Columns of recsys.features.build_item_table (the catalog).
+ITEM_SCHEMA = {
+    "title": String, "genres": String, "year": Int64,
+    "popularity": Int64, "popularity_recent": Int64, "first_ts": Int64, "last_ts": Int64,
+    "mean_rating": Float32,
+}
+
+
+def definitions(data_dir: str | Path = DEFAULT_DATA_DIR) -> list:
+    """Every Feast object of the repo, with offline sources under ``data_dir``."""
+    data_dir = Path(data_dir)
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64, description="MovieLens user id")
+    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64, description="MovieLens movie id")
+    user_source = FileSource(name="user_features_source", path=str(data_dir / USERS_FILE), timestamp_field=TIMESTAMP)
+    item_source = FileSource(name="item_features_source", path=str(data_dir / ITEMS_FILE), timestamp_field=TIMESTAMP)
+    user_features = FeatureView(
+        name="user_features", entities=[user], ttl=TTL, source=user_source, online=True,
+        schema=[Field(name="user_id", dtype=Int64)] + [Field(name=n, dtype=t) for n, t in USER_SCHEMA.items()],
+        description="User demographics, activity statistics, genre affinities and recent history",
+    )
+    item_features = FeatureView(
+        name="item_features", entities=[item], ttl=TTL, source=item_source, online=True,
+        schema=[Field(name="item_id", dtype=Int64)] + [Field(name=n, dtype=t) for n, t in ITEM_SCHEMA.items()],
+        description="Item popularity, recency, genres, year and title",
+    )
+    service = FeatureService(name="recommender", features=[user_features, item_features],
+                             description="Features the two-stage recommender reads at serving time")
+    return [user, item, user_source, item_source, user_features, item_features, service]
+
+
+(user, item, user_source, item_source, user_features, item_features, recommender_service) = definitions()
