@@ -1,0 +1,136 @@
+"""In-process recommendation engine around one loaded bundle (used by the predictor, and by the
+transformer in collocated mode), plus the popularity fallback both servers share.
+
+Plain Python: no KServe here, so tests and the benchmark can call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.bundle import Bundle, load_bundle, read_manifest
+from recsys.features import UserState
+from predictors.protocol import RecRequest, RecResult, json_param
+
+
+def session_state(base: UserState | None, user_id: int, history: list[int] | None, history_len: int) -> UserState | None:
+    """The user's state with a session's recent items on top (session cold start).
+
+    Unknown user + history: a fresh state from the history alone; known user + history: the
+    history appended to the recent items (seen items too, so they are not recommended back).
+    """
+    if not history:
+        return base
+    if base is None:
+        return UserState(user_id=user_id, recent_items=list(history)[-history_len:], seen_items=list(history))
+    recent = (list(base.recent_items) + list(history))[-history_len:]
+    seen = list(dict.fromkeys(list(base.seen_items) + list(history)))
+    return UserState(**{**base.__dict__, "recent_items": recent, "seen_items": seen})
+
+
+class Popularity:
+    """Most popular items of a model version's item table, seen items removed."""
+
+    def __init__(self, items: pd.DataFrame):
+        order = np.argsort(-items["popularity"].to_numpy(np.float64), kind="stable")
+        self.item_ids = items["item_id"].to_numpy(np.int64)[order]
+        pop = items["popularity"].to_numpy(np.float64)[order]
+        self.scores = (pop / max(pop.max(), 1.0)).astype(np.float32) if len(pop) else pop.astype(np.float32)
+
+    def top(self, k: int, seen: list[int] | None = None) -> tuple[list[int], list[float]]:
+        if not seen:
+            return self.item_ids[:k].tolist(), self.scores[:k].tolist()
+        s = set(seen)
+        ids, sc = [], []
+        for i, v in zip(self.item_ids, self.scores):
+            if int(i) not in s:
+                ids.append(int(i))
+                sc.append(float(v))
+                if len(ids) == k:
+                    break
+        return ids, sc
+
+
+class ItemMeta:
+    """What both servers need from the item table: titles/genres and popularity."""
+
+    def __init__(self, bundle_dir: str | Path):
+        self.path = Path(bundle_dir)
+        self.manifest = read_manifest(self.path)
+        items = pd.read_parquet(self.path / "items.parquet", columns=["item_id", "title", "genres", "popularity"])
+        self.titles = {int(i): (str(t), str(g)) for i, t, g in zip(items["item_id"], items["title"], items["genres"])}
+        self.popularity = Popularity(items)
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+
+class Engine:
+    """Bundle + user table in memory; turns a :class:`RecRequest` into a :class:`RecResult`."""
+
+    def __init__(self, bundle: Bundle, mmr_lambda: float = 1.0):
+        self.bundle = bundle
+        self.rec = bundle.recommender
+        self.version = bundle.version
+        self.states = bundle.user_states()
+        self.history_len = int(bundle.manifest.get("settings", {}).get("history_len", 50))
+        items = bundle.catalog.table
+        self.titles = {int(i): (str(t), str(g)) for i, t, g in zip(items["item_id"], items["title"], items["genres"])}
+        self.popularity = Popularity(items)
+        self.mmr_lambda = mmr_lambda
+
+    @classmethod
+    def from_dir(cls, path: str | Path, ranker_threads: int = 1, mmr_lambda: float = 1.0, verify: bool = True) -> "Engine":
+        return cls(load_bundle(path, ranker_threads=ranker_threads, verify=verify), mmr_lambda)
+
+    def info(self) -> dict:
+        """Model-info output: version, index stats, top-10 ranker features by gain."""
+        ranker = self.rec.ranker
+        return {
+            "model_version": self.version,
+            "index": self.bundle.manifest.get("index", {}),
+            "top_features_gain": [[n, float(v)] for n, v in (ranker.top_features(10) if ranker else [])],
+            "n_items": len(self.bundle.catalog), "n_users": len(self.states),
+            "serving": self.bundle.manifest.get("serving", {}), "metrics": self.bundle.manifest.get("metrics", {}),
+        }
+
+    def state_for(self, user_id: int, row: dict | None, history: list[int] | None) -> UserState | None:
+        base = UserState.from_row(row) if row is not None else self.states.get(int(user_id))
+        return session_state(base, int(user_id), history, self.history_len)
+
+    def recommend(self, req: RecRequest) -> RecResult:
+        """Two-stage recommendations per user; users with no state at all get popularity."""
+        t0 = time.perf_counter()
+        states, cold = [], []
+        for j, uid in enumerate(req.user_ids):
+            row = req.features[j] if req.features is not None else None
+            st = self.state_for(uid, row, req.history)
+            (cold if st is None else states).append((j, st))
+        n = len(req.user_ids)
+        ids: list = [None] * n
+        sc: list = [None] * n
+        rs: list = [None] * n
+        timings = {"retrieval": 0.0, "ranking": 0.0, "rerank": 0.0}
+        n_cand = 0
+        if states:
+            recs = self.rec.recommend_batch([s for _, s in states], req.k, self.mmr_lambda)
+            timings = dict(recs[0].timings_ms)
+            for (j, _), r in zip(states, recs):
+                ids[j], sc[j], rs[j] = r.item_ids.tolist(), r.scores.tolist(), r.retrieval_scores.tolist()
+                n_cand = max(n_cand, r.n_candidates)
+        for j, _ in cold:
+            ids[j], sc[j] = self.popularity.top(req.k, req.history)
+            rs[j] = [0.0] * len(ids[j])
+        timings["predict"] = (time.perf_counter() - t0) * 1e3
+        params = {"model_version": self.version, "n_candidates": int(n_cand), "latency_ms": json_param({k: round(v, 3) for k, v in timings.items()})}
+        if cold:
+            params["fallback"] = "cold_start"
+            params["cold_start_users"] = ",".join(str(req.user_ids[j]) for j, _ in cold)
+        res = RecResult(ids, sc, rs, params)
+        res.timings = timings  # type: ignore[attr-defined]
+        return res
