@@ -88,6 +88,12 @@ class Engine:
     def from_dir(cls, path: str | Path, ranker_threads: int = 1, mmr_lambda: float = 1.0, verify: bool = True) -> "Engine":
         return cls(load_bundle(path, ranker_threads=ranker_threads, verify=verify), mmr_lambda)
 
+    def warmup(self, n: int = 5) -> None:
+        """A few requests at load time (first-call costs of torch/FAISS/LightGBM off the hot path)."""
+        users = list(self.states)[:n] or [0]
+        for u in users:
+            self.recommend(RecRequest(user_ids=[u], k=10))
+
     def info(self) -> dict:
         """Model-info output: version, index stats, top-10 ranker features by gain."""
         ranker = self.rec.ranker

@@ -28,6 +28,9 @@ def main() -> None:
     info = InfoModel(f"{args.model_name}-info", model_dir)
     model.load()
     info.load()
+    from predictors.server import install_error_handlers
+
+    install_error_handlers("predictor")
     ModelServer().start([model, info])
 
 

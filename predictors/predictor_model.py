@@ -49,6 +49,7 @@ class RecommenderPredictor(Model):
     def load(self) -> bool:
         path = check_bundle_dir(self.model_dir)
         self.engine = Engine.from_dir(path, ranker_threads=self.ranker_threads, mmr_lambda=self.mmr_lambda)
+        self.engine.warmup()
         m.set_model_info(self.engine.version, "predictor")
         log.info("predictor: loaded model version %s from %s", self.engine.version, path)
         self.ready = True

@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--collocated", action="store_true", help="Hold the recommender in this process (no predictor hop)")
     parser.add_argument("--ranker_threads", type=int, default=1)
     parser.add_argument("--events_model_name", default="events")
+    parser.add_argument("--cache_prefix", default="recsys:rec", help="Redis key prefix of the result cache")
     args, _ = parser.parse_known_args()
     s = get_settings()
     model_dir = resolve_model_dir(args.model_dir, args.model_uri)
@@ -45,7 +46,7 @@ def main() -> None:
         return FeastFeatures(model_dir, history_len, args.materialize, repo_path=s.feast_repo_path, redis_url=s.redis_url,
                              project=s.feast_project)
 
-    cache = ResultCache(s.redis_url, s.cache_ttl_seconds) if s.redis_url and not args.no_cache else None
+    cache = ResultCache(s.redis_url, s.cache_ttl_seconds, prefix=args.cache_prefix) if s.redis_url and not args.no_cache else None
     model = RecommenderTransformer(args.model_name, model_dir, features, cache, s.predictor_timeout_seconds,
                                    collocated=args.collocated, ranker_threads=args.ranker_threads, mmr_lambda=s.mmr_lambda)
     model.load()
@@ -59,6 +60,9 @@ def main() -> None:
             parser.error("--predictor_host is required unless --collocated")
         config = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
                                  max(1, int(round(s.predictor_timeout_seconds))), 0, False)
+    from predictors.server import install_error_handlers
+
+    install_error_handlers("transformer")
     ModelServer(predictor_config=config).start([model, events, info])
 
 

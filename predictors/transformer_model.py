@@ -86,6 +86,7 @@ class RecommenderTransformer(Model):
         self.meta = ItemMeta(path)
         if self.collocated:
             self.engine = Engine.from_dir(path, ranker_threads=self.ranker_threads, mmr_lambda=self.mmr_lambda)
+            self.engine.warmup()
         self.features = self.features_factory()
         stats = orjson.loads((path / "feature_stats.json").read_bytes())
         self._user_hist = stats.get("user", {})

@@ -1,0 +1,33 @@
+"""Shared server set-up: client mistakes KServe/FastAPI would answer with 422 become 400 with a
+message naming the field (garbage JSON, ``inputs`` not a list, missing ``name``...)."""
+
+from __future__ import annotations
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+
+from predictors import metrics as m
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "InferenceRequest")]
+        if loc and loc[0] == "bytes":
+            continue  # the alternative "raw bytes body" branch of KServe's union: not informative
+        if err.get("type") == "json_invalid":
+            parts.append(f"body: not valid JSON ({err.get('ctx', {}).get('error', err.get('msg'))} at position {loc[0] if loc else '?'})")
+        else:
+            parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg')}")
+    return "; ".join(parts) or "invalid request body"
+
+
+def install_error_handlers(server: str) -> None:
+    """Register the 400 handler on KServe's FastAPI app (before ModelServer.start)."""
+    from kserve import model_server
+
+    async def handler(_request, exc: RequestValidationError):
+        m.ERRORS.labels(server, "bad_request").inc()
+        return ORJSONResponse(status_code=400, content={"error": describe_validation_error(exc)})
+
+    model_server.app.add_exception_handler(RequestValidationError, handler)

@@ -1,0 +1,206 @@
+"""Integration: real predictor/transformer servers on loopback ports, the real Redis on 6379 and a
+private redis-server (stopped and restarted mid-test)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+import pytest
+
+from conftest import outputs, v2  # tests/serving/conftest.py
+
+pytestmark = pytest.mark.integration
+JSON = {"content-type": "application/json"}
+
+
+def infer(server, body, model="recommender", raw: bytes | None = None) -> httpx.Response:
+    content = raw if raw is not None else orjson.dumps(body)
+    return httpx.post(f"{server.url}/v2/models/{model}/infer", content=content, headers=JSON, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def offline(stack):
+    from recsys.bundle import load_bundle
+
+    return load_bundle(stack.bundle)
+
+
+def test_known_user_equals_offline_pipeline(stack, offline):
+    from recsys.features import UserState
+
+    rows = offline.user_table.head(5).to_dict("records")
+    r = infer(stack.transformer, v2([int(x["user_id"]) for x in rows], k=10, use_cache=False))
+    assert r.status_code == 200, r.text
+    out = outputs(r.json())
+    params = r.json()["parameters"]
+    assert "fallback" not in params and params["model_version"] == offline.version
+    for j, row in enumerate(rows):
+        want = offline.recommender.recommend(UserState.from_row(row), k=10)
+        assert out["item_id"][j * 10:(j + 1) * 10] == want.item_ids.tolist()
+        assert out["score"][j * 10:(j + 1) * 10] == pytest.approx(want.scores.tolist(), rel=1e-5, abs=1e-6)
+        assert out["retrieval_score"][j * 10:(j + 1) * 10] == pytest.approx(want.retrieval_scores.tolist(), rel=1e-4, abs=1e-5)
+        assert not set(want.item_ids.tolist()) & set(row["seen_items"])
+    titles = dict(zip(offline.catalog.table["item_id"], offline.catalog.table["title"]))
+    assert out["title"][:10] == [titles[i] for i in out["item_id"][:10]]
+    # The predictor alone answers the same (it holds the same user table).
+    p = infer(stack.predictor, v2([int(rows[0]["user_id"])], k=10))
+    assert outputs(p.json())["item_id"] == out["item_id"][:10]
+
+
+def test_cache_hit_on_second_call(stack, offline):
+    uid = int(offline.user_table["user_id"].iloc[7])
+    first = infer(stack.transformer, v2([uid], k=5)).json()
+    second = infer(stack.transformer, v2([uid], k=5)).json()
+    assert first["parameters"]["cache_hit"] is False
+    assert second["parameters"]["cache_hit"] is True
+    assert outputs(first)["item_id"] == outputs(second)["item_id"]
+    off = infer(stack.transformer, v2([uid], k=5, use_cache=False)).json()
+    assert off["parameters"]["cache_hit"] is False
+
+
+def test_unknown_user_gets_popularity_flagged(stack, offline):
+    r = infer(stack.transformer, v2([987654321], k=5))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["parameters"]["fallback"] == "cold_start"
+    popular = offline.catalog.item_ids[offline.catalog.popular_order[:5]].tolist()
+    assert outputs(body)["item_id"] == popular
+
+
+def test_session_history_embeds_unknown_user(stack, offline):
+    hist = offline.catalog.item_ids[:5].tolist()
+    r = infer(stack.transformer, v2([987654321], k=5, history=hist))
+    body = r.json()
+    assert r.status_code == 200 and "fallback" not in body["parameters"]
+    assert not set(outputs(body)["item_id"]) & set(hist)
+
+
+def test_event_changes_next_answer(stack, offline):
+    uid = int(offline.user_table["user_id"].iloc[11])
+    before = outputs(infer(stack.transformer, v2([uid], k=5)).json())["item_id"]
+    assert infer(stack.transformer, v2([uid], k=5)).json()["parameters"]["cache_hit"] is True
+    ev = {"id": "e1", "inputs": [
+        {"name": "user_id", "datatype": "INT64", "shape": [1], "data": [uid]},
+        {"name": "item_id", "datatype": "INT64", "shape": [1], "data": [before[0]]},
+        {"name": "event_type", "datatype": "BYTES", "shape": [1], "data": ["click"]},
+        {"name": "timestamp", "datatype": "INT64", "shape": [1], "data": [int(time.time())]}]}
+    e = infer(stack.transformer, ev, model="events")
+    assert e.status_code == 200, e.text
+    assert outputs(e.json())["accepted"] == [True]
+    after = infer(stack.transformer, v2([uid], k=5)).json()
+    assert after["parameters"]["cache_hit"] is False
+    assert before[0] not in outputs(after)["item_id"] and outputs(after)["item_id"] != before
+
+
+def test_redis_stopped_mid_test_then_recovers(stack, offline):
+    uid = int(offline.user_table["user_id"].iloc[3])
+    t = stack.transformer_b
+    assert infer(t, v2([uid], k=5)).status_code == 200
+    assert infer(t, v2([uid], k=5)).json()["parameters"]["cache_hit"] is True
+    stack.own_redis.stop()
+    try:
+        r = infer(t, v2([uid], k=5))
+        assert r.status_code == 200
+        assert "redis_down" in r.json()["parameters"]["fallback"]
+        assert len(outputs(r.json())["item_id"]) == 5
+        assert "recommender_redis_up 0.0" in httpx.get(f"{t.url}/metrics").text
+    finally:
+        stack.own_redis.start()
+    time.sleep(1.2)  # circuit breaker retry interval
+    infer(t, v2([uid], k=5))
+    r = infer(t, v2([uid], k=5))
+    assert r.status_code == 200 and "fallback" not in r.json()["parameters"] and r.json()["parameters"]["cache_hit"] is True
+
+
+def test_predictor_stopped_gives_popularity(stack, offline):
+    uid = int(offline.user_table["user_id"].iloc[4])
+    stack.predictor_b.stop()
+    r = infer(stack.transformer_b, v2([uid], k=5, use_cache=False))
+    assert r.status_code == 200
+    assert r.json()["parameters"]["fallback"] == "predictor_down"
+    assert len(outputs(r.json())["item_id"]) == 5
+
+
+def test_predictor_timeout_gives_popularity(stack, offline):
+    uid = int(offline.user_table["user_id"].iloc[4])
+    t0 = time.perf_counter()
+    r = infer(stack.transformer_slow, v2([uid], k=5))
+    assert r.status_code == 200 and time.perf_counter() - t0 < 3
+    assert r.json()["parameters"]["fallback"] == "predictor_timeout"
+
+
+BAD = [
+    ("garbage json", b"{not json", "body"),
+    ("inputs not a list", b'{"inputs": "x"}', "inputs"),
+    ("missing user_id", {"inputs": [{"name": "k", "datatype": "INT64", "shape": [1], "data": [5]}]}, "user_id"),
+    ("user_id as FP32", {"inputs": [{"name": "user_id", "datatype": "FP32", "shape": [1], "data": [1.5]}]}, "user_id"),
+    ("user_id strings", {"inputs": [{"name": "user_id", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}, "user_id"),
+    ("user_id wrong shape", {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]}]}, "user_id"),
+    ("user_id shape/data mismatch", {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [3], "data": [1, 2]}]}, "user_id"),
+    ("k zero", v2([1], k=0), "k"),
+    ("k too large", v2([1], k=101), "k"),
+    ("k as FP32", {"inputs": [*v2([1])["inputs"], {"name": "k", "datatype": "FP32", "shape": [1], "data": [5.5]}]}, "k"),
+    ("history wrong shape", {"inputs": [*v2([1])["inputs"], {"name": "history", "datatype": "INT64", "shape": [2], "data": [1, 2]}]}, "history"),
+    ("use_cache not bool", {"inputs": [*v2([1])["inputs"], {"name": "use_cache", "datatype": "INT64", "shape": [1], "data": [1]}]}, "use_cache"),
+    ("unknown input", {"inputs": [*v2([1])["inputs"], {"name": "foo", "datatype": "INT64", "shape": [1], "data": [1]}]}, "foo"),
+    ("empty user_id", {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [0], "data": []}]}, "user_id"),
+]
+
+
+@pytest.mark.parametrize("case,body,field", BAD, ids=[b[0] for b in BAD])
+def test_malformed_payloads_are_400_naming_the_field(stack, case, body, field):
+    r = infer(stack.transformer, None, raw=body) if isinstance(body, bytes) else infer(stack.transformer, body)
+    assert r.status_code == 400, (case, r.status_code, r.text)
+    assert field in r.text, (case, r.text)
+
+
+def test_bad_event_is_400(stack):
+    r = infer(stack.transformer, {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [1], "data": [1]}]}, model="events")
+    assert r.status_code == 400 and "item_id" in r.text
+
+
+def test_grpc_equals_rest(stack, offline):
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    uid = int(offline.user_table["user_id"].iloc[1])
+    rest = outputs(infer(stack.transformer, v2([uid], k=7, use_cache=False)).json())
+    with grpc.insecure_channel(f"127.0.0.1:{stack.transformer.grpc_port}") as ch:
+        stub = GRPCInferenceServiceStub(ch)
+        req = pb.ModelInferRequest(model_name="recommender", id="g1", inputs=[
+            pb.ModelInferRequest.InferInputTensor(name="user_id", datatype="INT64", shape=[1], contents=pb.InferTensorContents(int64_contents=[uid])),
+            pb.ModelInferRequest.InferInputTensor(name="k", datatype="INT64", shape=[1], contents=pb.InferTensorContents(int64_contents=[7])),
+            pb.ModelInferRequest.InferInputTensor(name="use_cache", datatype="BOOL", shape=[1], contents=pb.InferTensorContents(bool_contents=[False])),
+        ])
+        resp = stub.ModelInfer(req, timeout=10)
+        from kserve.protocol.infer_type import InferResponse
+
+        got = {o.name: o.data for o in InferResponse.from_grpc(resp).outputs}
+        assert list(got["item_id"]) == rest["item_id"]
+        assert [t.decode() if isinstance(t, bytes) else t for t in got["title"]] == rest["title"]
+        bad = pb.ModelInferRequest(model_name="recommender", id="g2", inputs=[
+            pb.ModelInferRequest.InferInputTensor(name="k", datatype="INT64", shape=[1], contents=pb.InferTensorContents(int64_contents=[7]))])
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ModelInfer(bad, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "user_id" in err.value.details()
+
+
+def test_health_metadata_info_and_metrics(stack, offline):
+    t = stack.transformer
+    assert httpx.get(f"{t.url}/v2/health/ready").json()["ready"] is True
+    meta = httpx.get(f"{t.url}/v2/models/recommender").json()
+    assert [i["name"] for i in meta["inputs"]] == ["user_id", "k", "history", "use_cache"]
+    assert [o["name"] for o in meta["outputs"]] == ["item_id", "score", "retrieval_score", "title", "genres"]
+    info = infer(t, {"inputs": []}, model="recommender-info").json()
+    data = orjson.loads(outputs(info)["info"][0])
+    assert data["model_version"] == offline.version and len(data["top_features_gain"]) == 10 and data["index"]
+    text = httpx.get(f"{t.url}/metrics").text
+    for name in ("recommender_stage_latency_seconds_bucket", "recommender_requests_total", "recommender_cache_requests_total",
+                 "recommender_fallbacks_total", "recommender_model_info", "recommender_redis_up", "recommender_errors_total"):
+        assert name in text, name
+    assert f'recommender_model_info{{server="transformer",version="{offline.version}"}} 1.0' in text
+    ptext = httpx.get(f"{stack.predictor.url}/metrics").text
+    assert 'recommender_stage_latency_seconds_count{stage="ranking"}' in ptext
