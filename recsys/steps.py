@@ -281,3 +281,8 @@ def online_skew(bundle_dir: str | Path, store, threshold: float, sample_size: in
     out = skew_check(bundle_dir, pd.DataFrame(rows), threshold) if rows else {"kl": {}, "flagged": [], "skewed": True, "threshold": threshold, "n": 0}
     out["missing"] = len(ids) - len(rows)
     return out
+
+
+def settings_with(**overrides) -> Settings:
+    """Settings from the environment, with the pipeline's parameters on top (0 / None / "" = keep)."""
+    return Settings(**{k: v for k, v in overrides.items() if v not in (None, 0, "")})

@@ -1,0 +1,26 @@
+"""Materialize: apply the Feast definitions, write the offline parquet, push the bundle's features online."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def materialize(bundle: Input[Model], feast_project: str, online: Output[Artifact]):
+    """``online``: JSON summary (project, online store type, rows, offline files)."""
+    import json
+    import time
+
+    t0 = time.perf_counter()
+    from pathlib import Path
+
+    from recsys.feature_store import get_store, materialize_bundle
+
+    store = get_store(project=feast_project or None)
+    info = materialize_bundle(store, bundle.path)
+    Path(online.path).write_text(json.dumps(info, indent=2))
+    for key in ("project", "online_store", "users", "items"):
+        online.metadata[key] = info[key]
+    online.metadata["registry"] = str(store.config.registry.path)
+    online.metadata["seconds"] = time.perf_counter() - t0

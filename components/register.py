@@ -1,0 +1,27 @@
+"""Register: log the run in MLflow, register the bundle as a version of `recommender`, gate `champion`."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register(bundle: Input[Model], gate_min_delta: float, registration: Output[Artifact]):
+    """``registration``: JSON of the RegistrationResult (version, promoted, reason, artifact URI)."""
+    import json
+    import time
+
+    t0 = time.perf_counter()
+    from pathlib import Path
+
+    from recsys.registry import log_and_register
+
+    report_file = Path(bundle.path) / "report.json"
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    result = log_and_register(bundle.path, report, min_delta=gate_min_delta,
+                              extra_params={"kfp_bundle_uri": bundle.uri})
+    Path(registration.path).write_text(json.dumps(result.to_dict(), indent=2))
+    for key, value in result.to_dict().items():
+        registration.metadata[key] = value if value is not None else ""
+    registration.metadata["seconds"] = time.perf_counter() - t0

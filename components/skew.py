@@ -1,0 +1,28 @@
+"""Skew: KL divergence per user feature, training histograms (bundle) vs a sample from the online store."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def skew(bundle: Input[Model], online: Input[Artifact], feast_project: str, threshold: float, sample_size: int,
+         kl: Output[Metrics]) -> bool:
+    """Log KL per feature; metadata ``flagged`` (list) and ``skewed``; return whether any feature is flagged."""
+    import time
+
+    t0 = time.perf_counter()
+    from recsys.feature_store import get_store
+    from recsys.steps import online_skew
+
+    result = online_skew(bundle.path, get_store(project=feast_project or None), threshold, sample_size)
+    for name, value in result["kl"].items():
+        kl.log_metric(f"kl_{name}", float(value))
+    kl.metadata["flagged"] = result["flagged"]
+    kl.metadata["skewed"] = result["skewed"]
+    kl.metadata["threshold"] = threshold
+    kl.metadata["sample"] = result["n"]
+    kl.metadata["missing"] = result["missing"]
+    kl.metadata["seconds"] = time.perf_counter() - t0
+    return bool(result["skewed"])

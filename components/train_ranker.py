@@ -1,0 +1,26 @@
+"""Ranker: LightGBM LambdaMART on level-2 candidates, early-stopped on level-1 candidates."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_ranker(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], index: Input[Model],
+                 embedding_dim: int, top_k_candidates: int, ranker_rounds: int, ranker: Output[Model]):
+    """ranker.txt (LightGBM text model), ranker.json, ranker_features.npy, funnel.json."""
+    import time
+
+    t0 = time.perf_counter()
+    import lightgbm
+
+    from recsys import steps
+
+    s = steps.settings_with(embedding_dim=embedding_dim, top_k_candidates=top_k_candidates, lgbm_n_estimators=ranker_rounds)
+    info = steps.train_ranker(ingested.path, features.path, towers.path, index.path, ranker.path, s)
+    ranker.metadata["framework"] = "lightgbm"
+    ranker.metadata["framework_version"] = lightgbm.__version__
+    for key in ("best_iteration", "valid_ndcg@10", "train_rows", "train_groups", "ranker_train_candidate_recall"):
+        ranker.metadata[key] = info[key]
+    ranker.metadata["seconds"] = time.perf_counter() - t0

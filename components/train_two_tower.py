@@ -1,0 +1,26 @@
+"""Two-tower: level-2 towers with early stopping, level-0 towers refit for the best epoch count."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], embedding_dim: int, towers: Output[Model]):
+    """level2/ and level0/ two-tower directories (state_dict, shape, item embeddings) + history.json."""
+    import time
+
+    t0 = time.perf_counter()
+    import torch
+
+    from recsys import steps
+
+    s = steps.settings_with(embedding_dim=embedding_dim)
+    hist = steps.train_two_tower(ingested.path, features.path, towers.path, s)
+    towers.metadata["framework"] = "pytorch"
+    towers.metadata["framework_version"] = torch.__version__
+    towers.metadata["embedding_dim"] = s.embedding_dim
+    towers.metadata["best_epoch"] = hist["best_epoch"]
+    towers.metadata["best_val_recall_at_100"] = hist["best_val_recall"]
+    towers.metadata["seconds"] = time.perf_counter() - t0

@@ -1,0 +1,1 @@
+"""KFP pipelines of the project (``training_pipeline``) and their CLI (``python -m pipelines``)."""
