@@ -13,6 +13,9 @@ def build_index(ingested: Input[Dataset], features: Input[Dataset], towers: Inpu
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import faiss
 
     from recsys import steps

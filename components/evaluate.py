@@ -14,6 +14,9 @@ def evaluate(ingested: Input[Dataset], features: Input[Dataset], towers: Input[M
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from recsys import steps
     from recsys.registry import metric_name
 

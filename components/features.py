@@ -12,6 +12,9 @@ def features(ingested: Input[Dataset], history_len: int, features: Output[Datase
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from recsys import steps
 
     s = steps.settings_with(history_len=history_len)

@@ -12,6 +12,9 @@ def ingest(data_dir: str, protocol: str, ingested: Output[Dataset]):
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from recsys import steps
 
     meta = steps.ingest(data_dir or None, ingested.path, protocol)

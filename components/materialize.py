@@ -13,6 +13,9 @@ def materialize(bundle: Input[Model], feast_project: str, online: Output[Artifac
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from pathlib import Path
 
     from recsys.feature_store import get_store, materialize_bundle

@@ -13,6 +13,9 @@ def register(bundle: Input[Model], gate_min_delta: float, registration: Output[A
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from pathlib import Path
 
     from recsys.registry import log_and_register

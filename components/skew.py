@@ -13,6 +13,9 @@ def skew(bundle: Input[Model], online: Input[Artifact], feast_project: str, thre
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from recsys.feature_store import get_store
     from recsys.steps import online_skew
 

@@ -13,6 +13,9 @@ def train_ranker(ingested: Input[Dataset], features: Input[Dataset], towers: Inp
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import lightgbm
 
     from recsys import steps

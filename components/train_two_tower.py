@@ -12,6 +12,9 @@ def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], embeddin
     import time
 
     t0 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
     from recsys import steps
