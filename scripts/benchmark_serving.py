@@ -1,0 +1,266 @@
+"""Serving benchmark: latency at concurrency 1 and throughput at concurrency 8 over the V2 REST
+endpoint, for the predictor alone, transformer -> predictor, and the collocated transformer, with
+the result cache off and on. Starts the servers itself (the `make serve` commands) on free
+loopback ports; writes reports/serving.json and reports/serving.md.
+
+    python scripts/benchmark_serving.py --model-dir runs/bench-bundle --requests 3000
+    python scripts/benchmark_serving.py            # champion from MLflow (MODEL_DIR to override)
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, int]:
+    http_port, grpc_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, *args, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
+                            cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    end = time.monotonic() + 300
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{args[1]} exited:\n{log.read_text()[-3000:]}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=1)
+            c.request("GET", "/v2/health/ready")
+            if c.getresponse().status == 200:
+                return proc, http_port
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise TimeoutError(f"{args[1]} not ready; see {log}")
+
+
+def body(uid: int, k: int, use_cache: bool) -> bytes:
+    return orjson.dumps({"id": "b", "inputs": [
+        {"name": "user_id", "datatype": "INT64", "shape": [1], "data": [int(uid)]},
+        {"name": "k", "datatype": "INT64", "shape": [1], "data": [k]},
+        {"name": "use_cache", "datatype": "BOOL", "shape": [1], "data": [use_cache]}]})
+
+
+def drive(port: int, users: list[int], k: int, use_cache: bool, concurrency: int, model: str = "recommender") -> dict:
+    """Send one request per user id over persistent connections; latencies in ms, errors, req/s."""
+    path = f"/v2/models/{model}/infer"
+    chunks = [users[i::concurrency] for i in range(concurrency)]
+    lat: list[list[float]] = [[] for _ in chunks]
+    errors = [0] * concurrency
+    fallbacks: dict[str, int] = {}
+    stages: dict[str, list[float]] = {}
+    hits = [0] * concurrency
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for uid in chunks[i]:
+            data = body(uid, k, use_cache)
+            t = time.perf_counter()
+            try:
+                conn.request("POST", path, data, {"content-type": "application/json"})
+                resp = conn.getresponse()
+                raw = resp.read()
+                ms = (time.perf_counter() - t) * 1e3
+            except OSError:
+                errors[i] += 1
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                continue
+            if resp.status != 200:
+                errors[i] += 1
+                continue
+            lat[i].append(ms)
+            params = orjson.loads(raw).get("parameters") or {}
+            hits[i] += bool(params.get("cache_hit"))
+            with lock:
+                if params.get("fallback"):
+                    fallbacks[params["fallback"]] = fallbacks.get(params["fallback"], 0) + 1
+                for name, v in orjson.loads(params.get("latency_ms") or "{}").items():
+                    stages.setdefault(name, []).append(v)
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    all_lat = np.array([x for li in lat for x in li])
+    n = len(users)
+    return {
+        "requests": n, "concurrency": concurrency, "use_cache": use_cache, "errors": int(sum(errors)),
+        "p50_ms": float(np.percentile(all_lat, 50)) if all_lat.size else None,
+        "p95_ms": float(np.percentile(all_lat, 95)) if all_lat.size else None,
+        "p99_ms": float(np.percentile(all_lat, 99)) if all_lat.size else None,
+        "mean_ms": float(all_lat.mean()) if all_lat.size else None,
+        "rps": n / wall, "cache_hit_rate": sum(hits) / max(n, 1), "fallbacks": fallbacks,
+        "server_stage_p50_ms": {s: round(statistics.median(v), 3) for s, v in sorted(stages.items())},
+    }
+
+
+def resolve_model_dir(arg: str | None) -> str:
+    if arg:
+        return arg
+    if os.environ.get("MODEL_DIR"):
+        return os.environ["MODEL_DIR"]
+    from recsys.registry import resolve_bundle
+
+    return str(resolve_bundle("champion"))
+
+
+def redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--requests", type=int, default=3000, help="Requests per measurement")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--out", default="reports")
+    ap.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--feature-source", choices=("feast", "bundle"), default="feast")
+    ap.add_argument("--configs", default="predictor,transformer,collocated")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    model_dir = resolve_model_dir(a.model_dir)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = REPO / "runs" / "bench-serving"
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
+    users = pd.read_parquet(Path(model_dir) / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
+    rng = np.random.default_rng(a.seed)
+    n = a.requests
+    # Realistic ids: every known user, activity-agnostic uniform sample; the cache-on runs draw
+    # from a pool of n/4 users so repeat visits (and so hits) occur, like a real traffic mix.
+    cold_ids = rng.choice(users, n).tolist()
+    pool = rng.choice(users, max(1, n // 4), replace=False)
+    warm_ids = rng.choice(pool, n).tolist()
+
+    redis_url = a.redis_url if redis_reachable(a.redis_url) else None
+    project = f"bench_serving_{uuid.uuid4().hex[:6]}"
+    prefix = f"bench-serving-{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", FEAST_PROJECT=project, RUNS_DIR=str(work / "runs"))
+    env.pop("REDIS_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    common = ["--model_name", "recommender", "--model_dir", model_dir]
+    tr_args = [*common, "--feature_source", a.feature_source, "--cache_prefix", prefix]
+    procs = []
+    results: dict = {}
+    configs = a.configs.split(",")
+    try:
+        pred, pport = start(["-m", "predictors.predictor", *common], env, work / "predictor.log")
+        procs.append(pred)
+        tport = cport = None
+        if "transformer" in configs:
+            p, tport = start(["-m", "predictors.transformer", *tr_args, "--predictor_host", f"127.0.0.1:{pport}",
+                              "--predictor_protocol", "v2"], env, work / "transformer.log")
+            procs.append(p)
+        if "collocated" in configs:
+            p, cport = start(["-m", "predictors.transformer", *tr_args, "--collocated"], env, work / "collocated.log")
+            procs.append(p)
+        targets = [("predictor", pport, [False])]
+        if tport:
+            targets.append(("transformer", tport, [False, True] if redis_url else [False]))
+        if cport:
+            targets.append(("collocated", cport, [False, True] if redis_url else [False]))
+        for name, port, caches in targets:
+            if name not in configs:
+                continue
+            drive(port, cold_ids[:200], a.k, False, 1)  # warm-up
+            for use_cache in caches:
+                ids = warm_ids if use_cache else cold_ids
+                key = f"{name}{'_cache' if use_cache else ''}"
+                results[key] = {"c1": drive(port, ids, a.k, use_cache, 1), "c8": drive(port, ids, a.k, use_cache, 8)}
+                r = results[key]
+                print(f"{key:22s} c1 p50 {r['c1']['p50_ms']:.2f} p95 {r['c1']['p95_ms']:.2f} p99 {r['c1']['p99_ms']:.2f} ms | "
+                      f"c8 {r['c8']['rps']:.0f} req/s p99 {r['c8']['p99_ms']:.2f} ms | errors {r['c1']['errors'] + r['c8']['errors']} "
+                      f"| hit {r['c8']['cache_hit_rate']:.2f} | stages {r['c1']['server_stage_p50_ms']}", flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if redis_url:
+            import redis
+
+            r = redis.Redis.from_url(redis_url)
+            keys = list(r.scan_iter(f"{prefix}:*"))
+            if keys:
+                r.delete(*keys)
+    report = {
+        "model_version": manifest["version"], "model_dir": str(model_dir), "n_items": manifest.get("n_items"),
+        "n_users": manifest.get("n_users"), "serving": manifest.get("serving"), "k": a.k,
+        "requests_per_measurement": n, "feature_source": a.feature_source,
+        "online_store": "redis" if redis_url else "sqlite", "redis": bool(redis_url),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "note": "client and servers share the same cores", "results": results,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    (out / "serving.json").write_text(json.dumps(report, indent=2))
+    write_markdown(report, out / "serving.md")
+    if redis_url and a.feature_source == "feast":
+        try:
+            from recsys.feature_store import get_store, teardown
+
+            teardown(get_store(redis_url=redis_url, project=project))
+        except Exception as exc:  # noqa: BLE001 - cleanup only
+            print(f"feast teardown: {exc}", file=sys.stderr)
+
+
+def write_markdown(rep: dict, path: Path) -> None:
+    lines = [
+        "## Serving benchmark", "",
+        f"Model version `{rep['model_version']}` ({rep['n_items']} items, {rep['n_users']} users; serving {rep['serving']}), "
+        f"k={rep['k']}, {rep['requests_per_measurement']} requests per measurement, V2 REST over loopback, "
+        f"features from {rep['feature_source']} ({rep['online_store']} online store), "
+        f"{rep['machine']['cpus']} cores shared by the client and the servers.", "",
+        f"Command: `{rep['command']}`", "",
+        "| configuration | cache | c=1 p50 ms | c=1 p95 ms | c=1 p99 ms | c=8 req/s | c=8 p99 ms | errors | hit rate | server stages p50 (ms, c=1) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in rep["results"].items():
+        c1, c8 = r["c1"], r["c8"]
+        st = ", ".join(f"{k} {v:.2f}" for k, v in c1["server_stage_p50_ms"].items())
+        lines.append(f"| {key.replace('_cache', '')} | {'on' if c1['use_cache'] else 'off'} | {c1['p50_ms']:.2f} | {c1['p95_ms']:.2f} | "
+                     f"{c1['p99_ms']:.2f} | {c8['rps']:.0f} | {c8['p99_ms']:.2f} | {c1['errors'] + c8['errors']} | "
+                     f"{c8['cache_hit_rate']:.2f} | {st} |")
+    lines += ["", "Targets (through the transformer, cache off, c=1): p50 <= 5 ms, p99 <= 15 ms; c=8 >= 300 req/s; zero errors.", ""]
+    path.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
