@@ -38,7 +38,10 @@ def main() -> None:
     args, _ = parser.parse_known_args()
     s = get_settings()
     model_dir = resolve_model_dir(args.model_dir, args.model_uri)
-    history_len = s.history_len
+    from recsys.bundle import read_manifest
+
+    # The model version's own history length (what its user tower was trained on).
+    history_len = int(read_manifest(model_dir).get("settings", {}).get("history_len", s.history_len)) if model_dir else s.history_len
 
     def features():
         if args.feature_source == "bundle":
