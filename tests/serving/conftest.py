@@ -18,23 +18,41 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port not handed out before in this session."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class Server:
     def __init__(self, args: list[str], env: dict, log: Path, http_port: int, grpc_port: int):
-        self.http_port, self.grpc_port, self.log = http_port, grpc_port, log
+        self.args, self.env, self.log = args, env, log
+        self._launch(http_port, grpc_port)
+
+    def _launch(self, http_port: int, grpc_port: int) -> None:
+        self.http_port, self.grpc_port = http_port, grpc_port
         self.url = f"http://127.0.0.1:{http_port}"
-        self.proc = subprocess.Popen([sys.executable, *args, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
-                                     cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, *self.args, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
+                                     cwd=REPO, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 120) -> "Server":
         end = time.monotonic() + timeout
+        relaunched = False
         while time.monotonic() < end:
             if self.proc.poll() is not None:
+                text = self.log.read_text()
+                if not relaunched and ("address already in use" in text.lower() or "failed to bind" in text.lower()):
+                    relaunched = True  # another process took a port between picking and binding
+                    self._launch(free_port(), free_port())
+                    continue
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
