@@ -28,6 +28,7 @@ import orjson
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's recsys/predictors first
 
 
 def free_port() -> int:
