@@ -21,7 +21,11 @@ def main() -> None:
     parser.add_argument("--model_dir", default=None, help="Model bundle directory")
     parser.add_argument("--model_uri", default=None, help="models:/recommender@champion (resolved through MLflow)")
     parser.add_argument("--ranker_threads", type=int, default=1, help="LightGBM threads per request")
+    parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
     args, _ = parser.parse_known_args()
+    import torch
+
+    torch.set_num_threads(max(1, args.torch_threads))
     model_dir = resolve_model_dir(args.model_dir, args.model_uri)
     settings = get_settings()
     model = RecommenderPredictor(args.model_name, model_dir, args.ranker_threads, settings.mmr_lambda)

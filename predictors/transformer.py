@@ -35,7 +35,11 @@ def main() -> None:
     parser.add_argument("--ranker_threads", type=int, default=1)
     parser.add_argument("--events_model_name", default="events")
     parser.add_argument("--cache_prefix", default="recsys:rec", help="Redis key prefix of the result cache")
+    parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
     args, _ = parser.parse_known_args()
+    import torch
+
+    torch.set_num_threads(max(1, args.torch_threads))
     s = get_settings()
     model_dir = resolve_model_dir(args.model_dir, args.model_uri)
     from recsys.bundle import read_manifest

@@ -124,8 +124,12 @@ def drive(port: int, users: list[int], k: int, use_cache: bool, concurrency: int
 
 def profile_engine(model_dir: str, ids: list[int], k: int) -> dict:
     """The in-process recommender alone (no server): the floor under every configuration."""
+    import torch
+
     from predictors.engine import Engine
     from predictors.protocol import RecRequest
+
+    torch.set_num_threads(1)  # as in the servers (OMP_NUM_THREADS=1)
 
     eng = Engine.from_dir(model_dir, ranker_threads=1)
     eng.warmup()
@@ -189,7 +193,7 @@ def main() -> None:
     redis_url = a.redis_url if redis_reachable(a.redis_url) else None
     project = f"bench_serving_{uuid.uuid4().hex[:6]}"
     prefix = f"bench-serving-{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", FEAST_PROJECT=project, RUNS_DIR=str(work / "runs"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TQDM_DISABLE="1", FEAST_PROJECT=project, RUNS_DIR=str(work / "runs"))
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
