@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, to_http_parameters
 
 MAX_K = 100
 DEFAULT_K = 10
@@ -277,6 +277,8 @@ def result_from_response(resp: InferResponse) -> RecResult:
     keep = [[j for j, v in enumerate(r) if v >= 0] for r in ids]
     sc, rs = rows("score", float), rows("retrieval_score", float)
     params = dict(resp.parameters or {})
+    if any(not isinstance(v, (str, bool, int, float)) for v in params.values()):  # gRPC InferParameter
+        params = to_http_parameters(params)
     return RecResult([[r[j] for j in kk] for r, kk in zip(ids, keep)], [[r[j] for j in kk] for r, kk in zip(sc, keep)],
                      [[r[j] for j in kk] for r, kk in zip(rs, keep)], params)
 

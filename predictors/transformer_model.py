@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import httpx
 import orjson
 from kserve import Model
@@ -198,7 +199,7 @@ class RecommenderTransformer(Model):
                 ctx.model_result = result_from_response(resp)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             ctx.degrade("predictor_timeout")
-        except (httpx.HTTPError, OSError, RuntimeError, ValueError, KeyError) as exc:
+        except (httpx.HTTPError, grpc.RpcError, OSError, RuntimeError, ValueError, KeyError) as exc:
             log.warning("predictor call failed: %r", exc)
             ctx.degrade("predictor_down")
         ctx.timings["predictor_call"] = (time.perf_counter() - t) * 1e3

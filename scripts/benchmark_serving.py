@@ -49,6 +49,7 @@ def start(args: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, int]
             c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=1)
             c.request("GET", "/v2/health/ready")
             if c.getresponse().status == 200:
+                start.grpc_port = grpc_port  # type: ignore[attr-defined]
                 return proc, http_port
         except OSError:
             pass
@@ -170,7 +171,8 @@ def main() -> None:
     ap.add_argument("--out", default="reports")
     ap.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     ap.add_argument("--feature-source", choices=("feast", "bundle"), default="feast")
-    ap.add_argument("--configs", default="predictor,transformer,collocated")
+    ap.add_argument("--configs", default="predictor,transformer,transformer_grpc,collocated",
+                    help="predictor, transformer (REST v2 hop), transformer_grpc (gRPC v2 hop), collocated")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     model_dir = resolve_model_dir(a.model_dir)
@@ -204,8 +206,13 @@ def main() -> None:
     configs = a.configs.split(",")
     try:
         pred, pport = start(["-m", "predictors.predictor", *common], env, work / "predictor.log")
+        pred_grpc = start.grpc_port  # type: ignore[attr-defined]
         procs.append(pred)
-        tport = cport = None
+        tport = cport = gport = None
+        if "transformer_grpc" in configs:
+            p, gport = start(["-m", "predictors.transformer", *tr_args, "--predictor_host", f"127.0.0.1:{pred_grpc}",
+                              "--predictor_protocol", "grpc-v2"], env, work / "transformer-grpc.log")
+            procs.append(p)
         if "transformer" in configs:
             p, tport = start(["-m", "predictors.transformer", *tr_args, "--predictor_host", f"127.0.0.1:{pport}",
                               "--predictor_protocol", "v2"], env, work / "transformer.log")
@@ -216,6 +223,8 @@ def main() -> None:
         targets = [("predictor", pport, [False])]
         if tport:
             targets.append(("transformer", tport, [False, True] if redis_url else [False]))
+        if gport:
+            targets.append(("transformer_grpc", gport, [False]))
         if cport:
             targets.append(("collocated", cport, [False, True] if redis_url else [False]))
         for name, port, caches in targets:
