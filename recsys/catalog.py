@@ -26,8 +26,11 @@ class Catalog:
         self.ref_ts = int(ref_ts if ref_ts is not None else self.table["last_ts"].max())
         self.genre_sets = {int(m): frozenset(str(g).split("|")) for m, g in zip(self.item_ids, self.table["genres"])}
         # Precomputed item-side ranker features (see recsys.ranking.FEATURES).
-        self.log_pop = np.log1p(self.popularity).astype(np.float32)
-        self.log_pop_recent = np.log1p(self.table["popularity_recent"].to_numpy(np.float64)).astype(np.float32)
+        # Shares, not counts: the ranker is trained on an earlier (smaller) history than it serves.
+        total = max(self.popularity.sum(), 1.0)
+        recent = self.table["popularity_recent"].to_numpy(np.float64)
+        self.log_pop = np.log((self.popularity + 1.0) / total).astype(np.float32)
+        self.log_pop_recent = np.log((recent + 1.0) / max(recent.sum(), 1.0)).astype(np.float32)
         self.days_since_last = ((self.ref_ts - self.table["last_ts"].to_numpy(np.float64)) / DAY).astype(np.float32)
         self.days_since_first = ((self.ref_ts - self.table["first_ts"].to_numpy(np.float64)) / DAY).astype(np.float32)
         self.mean_rating = self.table["mean_rating"].to_numpy(np.float32)

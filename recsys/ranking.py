@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 
 FEATURES: tuple[str, ...] = (
     # retrieval channels
-    "tt_score", "tt_rank", "cooc_score", "cooc_rank", "cooc_last1", "prerank",
-    # similarity of the candidate to the user's last items (two-tower item vectors)
-    "sim_last1", "sim_last5_max", "sim_last5_mean",
+    "tt_score", "tt_rank", "tt_gap", "cooc_score", "cooc_share", "cooc_rank", "cooc_last1", "prerank",
+    # similarity of the candidate to the user's last items (two-tower item vectors, genres,
+    # release year, movie id: ml-1m ids follow the order movies entered the catalog)
+    "sim_last1", "sim_last5_max", "sim_last5_mean", "genre_jaccard_last1", "genre_jaccard_last5",
+    "year_delta_last1", "id_delta_last1",
     # item
     "item_log_pop", "item_log_pop_recent", "item_days_since_last", "item_days_since_first",
     "item_mean_rating", "item_year", "item_age_years",
@@ -58,15 +60,27 @@ def candidate_features(state: UserState, recent_idx: np.ndarray, cands: Candidat
     if last.size:
         sims = emb_c @ item_emb[last].T  # [n, <=5]
         sim_last1, sim_max, sim_mean = sims[:, -1], sims.max(axis=1), sims.mean(axis=1)
+        gl = catalog.genres[last]  # [<=5, 18]
+        inter = catalog.genres[c] @ gl.T
+        union = catalog.genres[c].sum(axis=1, keepdims=True) + gl.sum(axis=1)[None, :] - inter
+        jac = inter / np.maximum(union, 1.0)
+        jac_last1, jac_mean = jac[:, -1], jac.mean(axis=1)
+        year_delta = (catalog.year[c] - catalog.year[last[-1]]).astype(np.float32)
+        id_delta = (catalog.item_ids[c] - catalog.item_ids[last[-1]]).astype(np.float32)
     else:
-        sim_last1 = sim_max = sim_mean = np.zeros(n, np.float32)
+        sim_last1 = sim_max = sim_mean = jac_last1 = jac_mean = np.zeros(n, np.float32)
+        year_delta = id_delta = np.full(n, np.nan, np.float32)
     g = catalog.genres[c]
     aff = (g @ np.asarray(state.genre_affinity, np.float32)) / np.maximum(g.sum(axis=1), 1.0)
     user_year = 1970 + state.last_ts / YEAR_SECONDS if state.last_ts else 1970 + catalog.ref_ts / YEAR_SECONDS
     year = catalog.year[c].astype(np.float32)
+    top_tt = cands.tt_score.max() if n else 0.0
+    top_cooc = cands.cooc_score.max() if n else 0.0
     cols = [
-        cands.tt_score, cands.tt_rank, cands.cooc_score, cands.cooc_rank, cands.cooc_last1, cands.prerank,
-        sim_last1, sim_max, sim_mean,
+        cands.tt_score, cands.tt_rank, cands.tt_score - top_tt,
+        cands.cooc_score, cands.cooc_score / top_cooc if top_cooc > 0 else np.zeros(n, np.float32),
+        cands.cooc_rank, cands.cooc_last1, cands.prerank,
+        sim_last1, sim_max, sim_mean, jac_last1, jac_mean, year_delta, id_delta,
         catalog.log_pop[c], catalog.log_pop_recent[c], catalog.days_since_last[c], catalog.days_since_first[c],
         catalog.mean_rating[c], year, np.where(year > 0, user_year - year, -1.0),
         aff,

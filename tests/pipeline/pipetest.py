@@ -61,7 +61,8 @@ def project() -> str:
     return new_project()
 
 
-TINY_ENV = {**FAST_ENV, "TT_EPOCHS": "2", "IALS_ITERATIONS": "2", "TQDM_DISABLE": "1"}
+# One thread each: on 2 shared cores, torch/LightGBM default thread pools oversubscribe badly.
+TINY_ENV = {**FAST_ENV, "TT_EPOCHS": "2", "IALS_ITERATIONS": "2", "TQDM_DISABLE": "1", "TORCH_THREADS": "1", "LGBM_NUM_THREADS": "1"}
 
 
 class StepOutputs:

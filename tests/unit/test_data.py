@@ -77,7 +77,13 @@ def test_user_temporal_test_size_is_rounded_tenth():
     import pandas as pd
 
     n = 25  # round(2.5) == 2 with numpy's banker's rounding
-    df = pd.DataFrame({"user_id": 1, "item_id": np.arange(n), "rating": 3, "timestamp": np.arange(n) // 3})
+    items = np.arange(n)
+    df = pd.concat([
+        # ties on timestamp are broken by movie id
+        pd.DataFrame({"user_id": 1, "item_id": items, "rating": 3, "timestamp": items // 3}),
+        pd.DataFrame({"user_id": 2, "item_id": items[::-1], "rating": 3, "timestamp": items}),
+    ])
     train, test = split(df, "user-temporal")
-    assert len(test) == 2 and test["item_id"].tolist() == [23, 24]
-    assert len(train) == 23
+    assert test[test.user_id == 1]["item_id"].tolist() == [23, 24]
+    assert test[test.user_id == 2]["item_id"].tolist() == [1, 0]
+    assert len(train) == 46
