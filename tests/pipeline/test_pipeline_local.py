@@ -38,8 +38,10 @@ def test_make_train_path_runs_every_step_and_registers_a_champion(tmp_path):
     assert (runs / "mlflow.db").is_file() and any((runs / "mlartifacts").iterdir())
 
     # The champion resolves by alias to a loadable bundle.
-    code = ("from recsys.registry import resolve_bundle; from recsys.bundle import load_bundle; "
-            "print(load_bundle(resolve_bundle('champion')).version)")
+    # os._exit: with one-thread torch/LightGBM settings a native thread pool sometimes aborts at
+    # interpreter shutdown ("terminate called without an active exception") after the work is done.
+    code = ("import os, sys; from recsys.registry import resolve_bundle; from recsys.bundle import load_bundle; "
+            "print(load_bundle(resolve_bundle('champion')).version); sys.stdout.flush(); os._exit(0)")
     check = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr[-3000:]
     assert re.search(r"\d{8}T\d{6}Z-", check.stdout)
