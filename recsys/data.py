@@ -140,11 +140,8 @@ def load_movielens(data_dir: str | Path) -> MovieLens:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def download_movielens(url: str, md5: str, cache_dir: str | Path) -> Path:

@@ -197,20 +197,14 @@ def build_index(ingest_dir, features_dir, towers_dir, out_dir, settings: Setting
 def train_ranker(ingest_dir, features_dir, towers_dir, index_dir, out_dir, settings: Settings, progress: bool = False) -> dict:
     """LambdaMART on level-2 candidates, early-stopped on level-1 candidates (same level-2 towers)."""
     from recsys.ranking import fit_ranker
-    from recsys.recommender import TwoStageRecommender
-    from recsys.retrieval.cooc import NextItemCooc
-    from recsys.train import ranker_table
+    from recsys.train import level1_recommender, ranker_table
 
     t = time.perf_counter()
     out = _out(out_dir)
     ml = load_ingested(ingest_dir)
     lv2, rec2, _ = load_retrieval(ingest_dir, features_dir, towers_dir, index_dir, 2, settings, ml)
     lv1 = load_level(ingest_dir, features_dir, 1, ml)
-    # Level 1 reuses the level-2 towers and index (as recsys.train.train_models does).
-    cooc1 = NextItemCooc(settings.cooc_window, settings.cooc_last_items).fit(lv1.train, lv1.catalog) if settings.cooc_candidates else None
-    rec1 = TwoStageRecommender(lv1.catalog, rec2.two_tower, rec2.index, cooc1, None, settings.top_k_candidates,
-                               settings.cooc_candidates, settings.popular_candidates, settings.rank_candidates)
-    rec1.item_emb = rec2.two_tower.item_embeddings()[np.searchsorted(lv2.catalog.item_ids, lv1.catalog.item_ids)]
+    rec1 = level1_recommender(lv1, rec2, settings)
     tab2 = ranker_table(rec2, lv2, progress=progress, desc="ranker train table")
     tab1 = ranker_table(rec1, lv1, progress=progress, desc="ranker valid table")
     t_tables = time.perf_counter() - t

@@ -94,6 +94,16 @@ def build_retrieval(level: Level, tt: TwoTower, settings: Settings, progress: bo
     return rec, stats
 
 
+def level1_recommender(lv1: Level, rec2: TwoStageRecommender, settings: Settings) -> TwoStageRecommender:
+    """Level 1's candidates: level 2's towers and index (no model saw level-1 labels), level-1
+    co-occurrence; level 1's catalog is level 2's (the towers know no other items)."""
+    if not np.array_equal(lv1.catalog.item_ids, rec2.catalog.item_ids):
+        raise ValueError("level 1 must be built with level 2's items (make_level(..., items=...))")
+    cooc1 = NextItemCooc(settings.cooc_window, settings.cooc_last_items).fit(lv1.train, lv1.catalog) if settings.cooc_candidates else None
+    return TwoStageRecommender(lv1.catalog, rec2.two_tower, rec2.index, cooc1, None, settings.top_k_candidates,
+                               settings.cooc_candidates, settings.popular_candidates, settings.rank_candidates)
+
+
 def ranker_table(rec: TwoStageRecommender, level: Level, batch: int = 512, progress: bool = True, desc: str = "ranker table") -> dict:
     """Features and binary labels of every labelled user's candidates (groups with a positive)."""
     xs, ys, groups = [], [], []
@@ -138,9 +148,7 @@ def train_models(ml: MovieLens, protocol: str, settings: Settings, progress: boo
 
     t = time.perf_counter()
     rec2, _ = build_retrieval(lv2, tt2, settings, progress)
-    rec1 = TwoStageRecommender(lv1.catalog, tt2, rec2.index, NextItemCooc(settings.cooc_window, settings.cooc_last_items).fit(lv1.train, lv1.catalog) if settings.cooc_candidates else None,
-                               None, settings.top_k_candidates, settings.cooc_candidates, settings.popular_candidates, settings.rank_candidates)
-    rec1.item_emb = tt2.item_embeddings()[np.searchsorted(lv2.catalog.item_ids, lv1.catalog.item_ids)]
+    rec1 = level1_recommender(lv1, rec2, settings)
     tab2 = ranker_table(rec2, lv2, progress=progress, desc="ranker train table")
     tab1 = ranker_table(rec1, lv1, progress=progress, desc="ranker valid table")
     seconds["ranker_tables"] = time.perf_counter() - t
