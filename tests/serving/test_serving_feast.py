@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from conftest import outputs, start_transformer, v2
+from servingkit import outputs, start_transformer, v2
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 JSON = {"content-type": "application/json"}

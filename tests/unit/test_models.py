@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import fast_settings
+from testkit import fast_settings
 from recsys.bundle import BundleError, load_bundle, save_bundle
 from recsys.evaluate import top_k_from_scores
 from recsys.metrics import evaluate_lists
