@@ -204,3 +204,22 @@ def test_health_metadata_info_and_metrics(stack, offline):
     assert f'recommender_model_info{{server="transformer",version="{offline.version}"}} 1.0' in text
     ptext = httpx.get(f"{stack.predictor.url}/metrics").text
     assert 'recommender_stage_latency_seconds_count{stage="ranking"}' in ptext
+
+
+def test_every_dashboard_and_alert_metric_is_on_the_real_servers_metrics(stack):
+    """The Grafana dashboard and the alert rules only name metrics the running servers export."""
+    import json
+    import re
+
+    from servingkit import REPO
+
+    chart = REPO / "helm" / "recommender"
+    dashboard = json.loads((chart / "dashboards" / "recommender.json").read_text())
+    text = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    text += " " + " ".join(p.read_text() for p in (chart / "templates").glob("*rule*.yaml"))
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"\b(recommender_[a-z0-9_]+)\b", text)}
+    assert len(used) >= 6, used
+    exported = set()
+    for server in (stack.transformer, stack.predictor):
+        exported |= set(re.findall(r"^# TYPE (recommender_[a-z0-9_]+) ", httpx.get(f"{server.url}/metrics").text, re.M))
+    assert used <= exported, f"dashboard/rules name metrics the servers do not export: {sorted(used - exported)}"
