@@ -44,9 +44,10 @@ class NextItemCooc:
         """Dense scores over the catalog from a user's recent item indices (most recent last)."""
         last = (recent_idx[-(last_items or self.last_items):])[::-1]
         out = np.zeros(self.C.shape[1], np.float32)
+        ptr, ind, val = self.C.indptr, self.C.indices, self.C.data
         for l, i in enumerate(last, start=1):
-            row = self.C.getrow(int(i))
-            out[row.indices] += row.data / l
+            a, b = ptr[i], ptr[i + 1]  # row i of the CSR matrix, without building a matrix per row
+            out[ind[a:b]] += val[a:b] / l
         return out
 
     def save(self, out_dir: Path) -> list[str]:
