@@ -78,7 +78,7 @@ def evaluate_all(tm: TrainedModels, settings: Settings, baselines: bool = True) 
         chunk = states[a:a + 512]
         vecs = rec.two_tower.embed_users(chunk)
         _, ann = rec.index.search(vecs, min(len(cat), settings.top_k_candidates + max(len(s.seen_items) for s in chunk)))
-        cands, _ = rec.retrieve(chunk)
+        cands, _ = rec.retrieve(chunk, vecs)
         for s, row, c in zip(chunk, ann, cands):
             seen = set(cat.indices(s.seen_items).tolist())
             ids = [i for i in row.tolist() if i >= 0 and i not in seen][: settings.top_k_candidates]

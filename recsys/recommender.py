@@ -60,10 +60,14 @@ class TwoStageRecommender:
         self.item_emb = two_tower.item_embeddings()
 
     # ---- stage 1 -------------------------------------------------------------------------
-    def retrieve(self, states: list[UserState]) -> tuple[list[Candidates], list[np.ndarray]]:
-        """Merged candidates per user (seen items removed) and each user's recent item indices."""
+    def retrieve(self, states: list[UserState], user_vecs: np.ndarray | None = None) -> tuple[list[Candidates], list[np.ndarray]]:
+        """Merged candidates per user (seen items removed) and each user's recent item indices.
+
+        ``user_vecs``: the states' user-tower vectors when the caller already has them.
+        """
         n_items = len(self.catalog)
-        user_vecs = self.two_tower.embed_users(states)
+        if user_vecs is None:
+            user_vecs = self.two_tower.embed_users(states)
         max_seen = max((len(s.seen_items) for s in states), default=0)
         k_search = min(n_items, self.top_k_candidates + max_seen)
         _, ann = self.index.search(user_vecs, k_search)
