@@ -40,9 +40,10 @@ RUN test -f README.md || echo "movielens-recommender" > README.md \
 
 # ---------- runtime: slim, non-root ----------
 FROM ${PYTHON_IMAGE} AS runtime
-# libgomp1: OpenMP runtime used by LightGBM and FAISS wheels.
+# libgomp1: OpenMP runtime used by LightGBM and FAISS wheels. gcc + libc6-dev: the predictor
+# compiles the ranker's trees at load time (tl2cgen; without them it serves with LightGBM).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get install -y --no-install-recommends libgomp1 gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 app \
  && useradd --uid 1000 --gid 1000 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin app

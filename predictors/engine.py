@@ -6,6 +6,7 @@ Plain Python: no KServe here, so tests and the benchmark can call it directly.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import pandas as pd
 from recsys.bundle import Bundle, load_bundle, read_manifest
 from recsys.features import UserState
 from predictors.protocol import RecRequest, RecResult, json_param
+
+log = logging.getLogger(__name__)
+PROBE_USERS = 32
 
 
 def session_state(base: UserState | None, user_id: int, history: list[int] | None, history_len: int) -> UserState | None:
@@ -83,10 +87,51 @@ class Engine:
         self.titles = {int(i): (str(t), str(g)) for i, t, g in zip(items["item_id"], items["title"], items["genres"])}
         self.popularity = Popularity(items)
         self.mmr_lambda = mmr_lambda
+        self.ranker_backend = "lightgbm" if self.rec.ranker is not None else "none"
+        self.user_tower_backend = "eager"
 
     @classmethod
-    def from_dir(cls, path: str | Path, ranker_threads: int = 1, mmr_lambda: float = 1.0, verify: bool = True) -> "Engine":
-        return cls(load_bundle(path, ranker_threads=ranker_threads, verify=verify), mmr_lambda)
+    def from_dir(cls, path: str | Path, ranker_threads: int = 1, mmr_lambda: float = 1.0, verify: bool = True,
+                 ranker_backend: str | None = None, compile_dir: str | Path | None = None, optimize: bool = True) -> "Engine":
+        """``ranker_backend``/``compile_dir``: default RANKER_BACKEND / RANKER_COMPILE_DIR;
+        ``optimize``: trace the user tower and (backend ``compiled``) compile the ranker."""
+        from recsys.config import get_settings
+
+        s = get_settings()
+        eng = cls(load_bundle(path, ranker_threads=ranker_threads, verify=verify), mmr_lambda)
+        if optimize:
+            eng.optimize((ranker_backend or s.ranker_backend) == "compiled", compile_dir or s.compile_dir(), ranker_threads)
+        return eng
+
+    def optimize(self, compile_ranker: bool, cache_dir: str | Path, nthread: int = 1) -> None:
+        """Serving speed-ups that keep the answers: the user tower as a TorchScript trace and the
+        ranker as compiled trees, each checked against the eager/LightGBM model on real users
+        at load time (the ranker also on rows with the no-history features missing). Any
+        failure keeps the plain model and says why in the log."""
+        states = list(self.states.values())[:PROBE_USERS]
+        try:
+            self.rec.two_tower.trace_user_tower(states)
+            self.user_tower_backend = "torchscript"
+        except Exception as exc:  # noqa: BLE001 - tracing is an optimisation, never a reason not to serve
+            log.warning("user tower: TorchScript trace unavailable (%s); serving the eager module", exc)
+        ranker = self.rec.ranker
+        if not compile_ranker or ranker is None:
+            return
+        try:
+            from recsys.ranking import FEATURES
+
+            cands, recents = self.rec.retrieve(states) if states else ([], [])
+            feats = self.rec.features(states, cands, recents)
+            probe = np.vstack(feats) if feats else np.zeros((0, len(FEATURES)), np.float32)
+            missing = probe[:64].copy()
+            missing[:, [FEATURES.index("year_delta_last1"), FEATURES.index("id_delta_last1")]] = np.nan
+            t = time.perf_counter()
+            ranker.use_compiled(cache_dir, np.vstack([probe, missing]), nthread)
+            self.ranker_backend = "compiled"
+            log.info("ranker: compiled trees %s, checked on %d rows (%.1f s)", ranker.compiled.lib, len(probe) + len(missing),
+                     time.perf_counter() - t)
+        except Exception as exc:  # noqa: BLE001 - no compiler, unsupported model...: LightGBM still serves
+            log.warning("ranker: compiled trees unavailable (%s); serving with LightGBM's predict", exc)
 
     def warmup(self, n: int = 5) -> None:
         """A few requests at load time (first-call costs of torch/FAISS/LightGBM off the hot path)."""
@@ -102,7 +147,9 @@ class Engine:
             "index": self.bundle.manifest.get("index", {}),
             "top_features_gain": [[n, float(v)] for n, v in (ranker.top_features(10) if ranker else [])],
             "n_items": len(self.bundle.catalog), "n_users": len(self.states),
-            "serving": self.bundle.manifest.get("serving", {}), "metrics": self.bundle.manifest.get("metrics", {}),
+            "serving": {**self.bundle.manifest.get("serving", {}), "ranker_backend": self.ranker_backend,
+                        "user_tower_backend": self.user_tower_backend},
+            "metrics": self.bundle.manifest.get("metrics", {}),
         }
 
     def state_for(self, user_id: int, row: dict | None, history: list[int] | None) -> UserState | None:

@@ -29,8 +29,8 @@ def main() -> None:
     model_dir = resolve_model_dir(args.model_dir, args.model_uri)
     settings = get_settings()
     model = RecommenderPredictor(args.model_name, model_dir, args.ranker_threads, settings.mmr_lambda)
-    info = InfoModel(f"{args.model_name}-info", model_dir)
     model.load()
+    info = InfoModel(f"{args.model_name}-info", model_dir, model.engine)
     info.load()
     from predictors.server import install_error_handlers
 

@@ -87,13 +87,16 @@ class RecommenderPredictor(Model):
 class InfoModel(Model):
     """``<name>-info``: V2 infer (any input) -> output ``info`` BYTES [1], the model-info JSON."""
 
-    def __init__(self, name: str, model_dir: str | Path | None):
+    def __init__(self, name: str, model_dir: str | Path | None, engine: Engine | None = None):
         super().__init__(name)
         self.model_dir = model_dir
+        self.engine = engine  # the predictor's: adds how it runs the models (ranker/user-tower backends)
         self.info: dict = {}
 
     def load(self) -> bool:
         self.info = model_info(check_bundle_dir(self.model_dir))
+        if self.engine is not None:
+            self.info["serving"] = self.engine.info()["serving"]
         self.ready = True
         return True
 

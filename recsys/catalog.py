@@ -20,6 +20,8 @@ class Catalog:
         self.table = table.reset_index(drop=True)
         self.item_ids = self.table["item_id"].to_numpy(np.int64)
         self._index = {int(m): i for i, m in enumerate(self.item_ids)}
+        self._sorter = np.argsort(self.item_ids, kind="stable")  # vectorised id -> index lookups
+        self._sorted_ids = self.item_ids[self._sorter]
         self.genres = genre_matrix(self.table["genres"])
         self.year = self.table["year"].to_numpy(np.int64)
         self.popularity = self.table["popularity"].to_numpy(np.float64)
@@ -44,5 +46,8 @@ class Catalog:
 
     def indices(self, movie_ids: Iterable[int]) -> np.ndarray:
         """Dense indices of the known movie ids, in order (unknown ids are skipped)."""
-        idx = [self._index.get(int(m)) for m in movie_ids]
-        return np.array([i for i in idx if i is not None], dtype=np.int64)
+        ids = np.asarray(movie_ids if isinstance(movie_ids, (list, tuple, np.ndarray)) else list(movie_ids), dtype=np.int64)
+        if not ids.size or not self._sorted_ids.size:
+            return np.zeros(0, np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_ids, ids), self._sorted_ids.size - 1)
+        return self._sorter[pos[self._sorted_ids[pos] == ids]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,7 +80,14 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(300, ge=0)
     predictor_timeout_seconds: float = Field(1.0, gt=0)
     mmr_lambda: float = Field(1.0, ge=0, le=1, description="1.0 = no diversity re-ranking")
+    ranker_backend: Literal["compiled", "lightgbm"] = Field(
+        "compiled", description="Servers: compiled trees (treelite/tl2cgen, needs a C compiler; checked against LightGBM at load, "
+                                "falls back to it) or LightGBM's own predict")
+    ranker_compile_dir: Path | None = Field(None, description="Where compiled rankers are cached; default CACHE_DIR/compiled")
     skew_threshold: float = Field(0.1, gt=0, description="KL above which a feature is flagged as skewed")
+
+    def compile_dir(self) -> Path:
+        return self.ranker_compile_dir or self.cache_dir / "compiled"
 
     def tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI, or a SQLite store under RUNS_DIR."""

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,6 +100,18 @@ class TwoTowerModel(nn.Module):
         return F.normalize(self.user_mlp(torch.cat([last, pooled, ctx], dim=-1)), dim=-1)
 
 
+class _UserTower(nn.Module):
+    """The user tower with the item input table fixed (what serving traces)."""
+
+    def __init__(self, model: TwoTowerModel, inputs: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("inputs", inputs)
+
+    def forward(self, hist: torch.Tensor, user: torch.Tensor, demo: torch.Tensor) -> torch.Tensor:
+        return self.model.user_tower(hist, user, demo, self.inputs)
+
+
 class TwoTower:
     """A trained two-tower model with the catalog and user index it was trained with."""
 
@@ -108,6 +121,8 @@ class TwoTower:
         self.user_ids = np.asarray(user_ids, dtype=np.int64)
         self._user_index = {int(u): i + 1 for i, u in enumerate(self.user_ids)}
         self._item_emb: np.ndarray | None = None
+        self._item_inputs: torch.Tensor | None = None  # inference: item input table, computed once
+        self._traced: torch.jit.ScriptModule | None = None  # serving: see trace_user_tower
 
     @property
     def history_len(self) -> int:
@@ -140,9 +155,31 @@ class TwoTower:
         """``[len(states), dim]`` float32 user vectors."""
         out = []
         with torch.inference_mode():
+            if self._item_inputs is None:  # the model is frozen (eval) here: no need to rebuild it per call
+                self._item_inputs = self.model.item_inputs()
             for a in range(0, len(states), batch_size):
-                out.append(self.model.user_tower(*self.encode_states(states[a:a + batch_size])).numpy())
+                x = self.encode_states(states[a:a + batch_size])
+                out.append((self._traced(*x) if self._traced is not None else self.model.user_tower(*x, self._item_inputs)).numpy())
         return np.vstack(out).astype(np.float32) if out else np.zeros((0, self.model.cfg.dim), np.float32)
+
+    def trace_user_tower(self, probe: list[UserState], atol: float = 1e-5) -> None:
+        """Serving: run the user tower as a TorchScript trace from now on (the same ops with less
+        Python per call, ~2x faster for one user), after checking it embeds ``probe`` (plus a
+        user with no history) like the eager module. Raises when it does not."""
+        empty = UserState(user_id=-1)
+        states = list(probe) + [empty]
+        with torch.inference_mode(), warnings.catch_warnings():
+            # torch.jit.trace is marked deprecated in favour of torch.compile/export, which need a
+            # C++ toolchain at start-up or give no speed-up for one user; the check below guards it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if self._item_inputs is None:
+                self._item_inputs = self.model.item_inputs()
+            traced = torch.jit.trace(_UserTower(self.model, self._item_inputs).eval(), self.encode_states(states[:1]), check_trace=False)
+            x = self.encode_states(states)
+            diff = float((traced(*x) - self.model.user_tower(*x, self._item_inputs)).abs().max())
+        if not diff <= atol:
+            raise RuntimeError(f"traced user tower disagrees with the eager one (max |diff| {diff:g})")
+        self._traced = traced
 
     # ---- persistence -------------------------------------------------------------------
     def save(self, out_dir: Path) -> list[str]:

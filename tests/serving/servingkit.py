@@ -82,7 +82,7 @@ def server_env(**extra) -> dict:
 
 def start_predictor(bundle: Path, tmp: Path, name: str) -> Server:
     return Server(["-m", "predictors.predictor", "--model_name", "recommender", "--model_dir", str(bundle)],
-                  server_env(), tmp / f"{name}.log", free_port(), free_port())
+                  server_env(RANKER_COMPILE_DIR=tmp / "compiled"), tmp / f"{name}.log", free_port(), free_port())
 
 
 def start_transformer(bundle: Path, tmp: Path, name: str, predictor_host: str, extra_args=(), **env) -> Server:

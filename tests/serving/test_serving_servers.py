@@ -197,6 +197,9 @@ def test_health_metadata_info_and_metrics(stack, offline):
     info = infer(t, {"inputs": []}, model="recommender-info").json()
     data = orjson.loads(outputs(info)["info"][0])
     assert data["model_version"] == offline.version and len(data["top_features_gain"]) == 10 and data["index"]
+    # The predictor runs the load-time speed-ups (and test_known_user_equals_offline_pipeline shows they keep the answers).
+    pinfo = orjson.loads(outputs(infer(stack.predictor, {"inputs": []}, model="recommender-info").json())["info"][0])
+    assert (pinfo["serving"]["ranker_backend"], pinfo["serving"]["user_tower_backend"]) == ("compiled", "torchscript")
     text = httpx.get(f"{t.url}/metrics").text
     for name in ("recommender_stage_latency_seconds_bucket", "recommender_requests_total", "recommender_cache_requests_total",
                  "recommender_fallbacks_total", "recommender_model_info", "recommender_redis_up", "recommender_errors_total"):
