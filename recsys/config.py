@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     feast_repo_path: Path = Field(Path("feature_repo"), description="Feast feature repo (features as code)")
     feast_project: str = Field("recommender", description="Feast project (tests use their own)")
     redis_url: str | None = Field(None, description="redis://[:password@]host:port/db; unset = embedded SQLite online store, no cache")
+    feature_store_timeout_seconds: float = Field(1.0, gt=0, description="Socket timeouts of Feast's Redis client")
 
     # --- serving ------------------------------------------------------------------------
     cache_ttl_seconds: int = Field(300, ge=0)

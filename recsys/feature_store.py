@@ -48,8 +48,9 @@ class FeatureStoreError(RuntimeError):
     """The feature repo or its configuration is missing or invalid."""
 
 
-def redis_connection_string(redis_url: str) -> str:
-    """``redis://[:password@]host:port/db`` -> Feast's ``host:port,db=N[,password=...][,ssl=true]``."""
+def redis_connection_string(redis_url: str, timeout: float | None = None) -> str:
+    """``redis://[:password@]host:port/db`` -> Feast's ``host:port,db=N[,password=...][,ssl=true]``
+    (``timeout``: socket timeouts in seconds, so a hung Redis fails fast instead of blocking)."""
     u = urlparse(redis_url)
     if u.scheme not in ("redis", "rediss"):
         raise FeatureStoreError(f"REDIS_URL {redis_url!r}: expected redis://[:password@]host:port/db")
@@ -62,6 +63,8 @@ def redis_connection_string(redis_url: str) -> str:
         parts.append(f"username={unquote(u.username)}")
     if u.scheme == "rediss":
         parts.append("ssl=true")
+    if timeout:
+        parts += [f"socket_timeout={timeout:g}", f"socket_connect_timeout={timeout:g}"]
     return ",".join(parts)
 
 
@@ -110,7 +113,7 @@ def repo_config(
         raise FeatureStoreError(f"{yaml_file}: missing")
     text = yaml_file.read_text()
     if redis_url:
-        text = text.replace("${REDIS_CONNECTION_STRING}", redis_connection_string(redis_url))
+        text = text.replace("${REDIS_CONNECTION_STRING}", redis_connection_string(redis_url, s.feature_store_timeout_seconds))
     raw = yaml.safe_load(os.path.expandvars(text))
     state = Path(state_dir) if state_dir is not None else s.runs_dir / "feast" / project
     state = state.resolve()
@@ -259,6 +262,59 @@ def get_user_features(store: "FeatureStore", user_ids: list[int]) -> dict[int, d
         else:
             out[u] = {"user_id": u, **{name: _clean_value(name, v) for name, v in values.items()}}
     return out
+
+
+_PLAIN_KINDS = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val",
+                          "int32_list_val", "int64_list_val", "float_list_val", "double_list_val", "string_list_val", "bool_list_val"})
+
+
+def _python_value(value: Any) -> Any:
+    """A Feast ValueProto as Python: scalars and lists of the user view's kinds directly, anything
+    else through Feast's own converter."""
+    kind = value.WhichOneof("val")
+    if kind is None:
+        return None
+    if kind not in _PLAIN_KINDS:
+        from feast.type_map import feast_value_type_to_python_type
+
+        return feast_value_type_to_python_type(value)
+    v = getattr(value, kind)
+    return list(v.val) if kind.endswith("_list_val") else v
+
+
+class OnlineUserReader:
+    """The serving hot path of :func:`get_user_features`: the same rows, read with one call of the
+    Feast provider's ``online_read`` (the online-store interface Feast's own feature server
+    uses). ``FeatureStore.get_online_features`` resolves feature references, validates entity
+    rows and builds a response protobuf on every call: ~0.5 ms of Python per lookup here, against
+    ~0.1 ms for this (docs/serving.md). No TTL or on-demand transformations are involved: the
+    user view has neither (its TTL is 100 years, and Feast does not apply it online).
+    """
+
+    def __init__(self, store: "FeatureStore"):
+        from feast.infra.provider import get_provider
+
+        self.config = store.config
+        self.view = store.get_feature_view(USER_VIEW)
+        self.provider = get_provider(store.config)
+        self.features = list(USER_FEATURES)
+
+    def get(self, user_ids: list[int]) -> dict[int, dict | None]:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+        ids = [int(u) for u in user_ids]
+        if not ids:
+            return {}
+        keys = [EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=u)]) for u in ids]
+        out: dict[int, dict | None] = {}
+        # A fresh list per call: the Redis store appends its timestamp field to the one it is given.
+        for u, (_, values) in zip(ids, self.provider.online_read(self.config, self.view, keys, list(self.features))):
+            row = {n: _python_value(values[n]) if n in values else None for n in self.features} if values else {}
+            if all(v is None for v in row.values()):
+                out[u] = None
+            else:
+                out[u] = {"user_id": u, **{n: _clean_value(n, row[n]) for n in self.features}}
+        return out
 
 
 def write_user_rows(store: "FeatureStore", rows: list[dict], event_time: dt.datetime | None = None) -> None:

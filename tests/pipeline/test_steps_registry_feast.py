@@ -179,13 +179,15 @@ def _check_rows_equal(online: dict, table: pd.DataFrame) -> None:
 
 
 def _round_trip(store, bundle_dir) -> None:
-    from recsys.feature_store import append_user_event, get_user_features, materialize_bundle
+    from recsys.feature_store import OnlineUserReader, append_user_event, get_user_features, materialize_bundle
 
     info = materialize_bundle(store, bundle_dir)
     users = pd.read_parquet(bundle_dir / "users.parquet")
     assert info["users"] == len(users)
     sample = users["user_id"].sample(min(40, len(users)), random_state=0).astype(int).tolist()
     online = get_user_features(store, sample + [10**9])
+    reader = OnlineUserReader(store)  # the transformer's hot path: the same rows
+    assert reader.get(sample + [10**9]) == online and reader.get([sample[1]]) == {sample[1]: online[sample[1]]}
     assert online.pop(10**9) is None
     _check_rows_equal(online, users)  # no skew: online == training table
 
@@ -193,13 +195,13 @@ def _round_trip(store, bundle_dir) -> None:
     before = online[u]
     new = append_user_event(store, u, 999_999, before["last_ts"] + 10, history_len=5)
     after = get_user_features(store, [u])[u]
-    assert after == new
+    assert after == new and reader.get([u])[u] == new
     assert after["recent_items"] == (before["recent_items"] + [999_999])[-5:]
     assert after["seen_items"][-1] == 999_999 and after["n_ratings"] == before["n_ratings"] + 1
     assert after["last_ts"] == before["last_ts"] + 10
 
     fresh = append_user_event(store, 10**9 + 1, 7, 1234, history_len=5)
-    assert get_user_features(store, [10**9 + 1])[10**9 + 1] == fresh
+    assert get_user_features(store, [10**9 + 1])[10**9 + 1] == fresh == reader.get([10**9 + 1])[10**9 + 1]
     assert fresh["recent_items"] == [7] and fresh["seen_items"] == [7] and fresh["n_ratings"] == 1
 
     items = store.get_online_features(features=["item_features:popularity", "item_features:title"],
@@ -219,6 +221,7 @@ def test_redis_connection_string():
 
     assert redis_connection_string("redis://127.0.0.1:6379/2") == "127.0.0.1:6379,db=2"
     assert redis_connection_string("redis://:s3cret@cache:6380") == "cache:6380,db=0,password=s3cret"
+    assert redis_connection_string("redis://h:1/0", 0.5) == "h:1,db=0,socket_timeout=0.5,socket_connect_timeout=0.5"
     with pytest.raises(FeatureStoreError):
         redis_connection_string("http://x")
 
