@@ -22,6 +22,9 @@ def main() -> None:
     parser.add_argument("--model_uri", default=None, help="models:/recommender@champion (resolved through MLflow)")
     parser.add_argument("--ranker_threads", type=int, default=1, help="LightGBM threads per request")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
+    from predictors.server import add_request_logs_argument, configure_request_logs, install_error_handlers
+
+    add_request_logs_argument(parser)
     args, _ = parser.parse_known_args()
     import torch
 
@@ -32,10 +35,10 @@ def main() -> None:
     model.load()
     info = InfoModel(f"{args.model_name}-info", model_dir, model.engine)
     info.load()
-    from predictors.server import install_error_handlers
-
     install_error_handlers("predictor")
-    ModelServer().start([model, info])
+    server = ModelServer(enable_latency_logging=args.request_logs and args.enable_latency_logging)
+    configure_request_logs(args.request_logs)
+    server.start([model, info])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """Shared server set-up: client mistakes KServe/FastAPI would answer with 422 become 400 with a
-message naming the field (garbage JSON, ``inputs`` not a list, missing ``name``...)."""
+message naming the field (garbage JSON, ``inputs`` not a list, missing ``name``...); the
+per-request log lines are optional (``--request_logs``)."""
 
 from __future__ import annotations
+
+import argparse
+import logging
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
@@ -31,3 +35,28 @@ def install_error_handlers(server: str) -> None:
         return ORJSONResponse(status_code=400, content={"error": describe_validation_error(exc)})
 
     model_server.app.add_exception_handler(RequestValidationError, handler)
+
+
+class _DropGrpcMethodLines(logging.Filter):
+    """KServe's gRPC LoggingInterceptor logs ``grpc method: ...`` at INFO for every call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("grpc method:")
+
+
+def add_request_logs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--request_logs", type=lambda v: str(v).lower() in ("1", "true", "yes", "on"), default=False,
+                        help="Per-request log lines (uvicorn access line, KServe's latency and timing lines, gRPC method "
+                             "line): true = KServe's defaults; default false: /metrics carries the same counts and latencies")
+
+
+def configure_request_logs(enabled: bool) -> None:
+    """Call after ``ModelServer()`` (which configures logging) and before ``start``. Off: the
+    access/trace loggers keep WARNING and above, and the gRPC method lines are dropped."""
+    if enabled:
+        return
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    kserve_logger = logging.getLogger("kserve")
+    if not any(isinstance(f, _DropGrpcMethodLines) for f in kserve_logger.filters):
+        kserve_logger.addFilter(_DropGrpcMethodLines())

@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--events_model_name", default="events")
     parser.add_argument("--cache_prefix", default="recsys:rec", help="Redis key prefix of the result cache")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
+    from predictors.server import add_request_logs_argument, configure_request_logs, install_error_handlers
+
+    add_request_logs_argument(parser)
     args, _ = parser.parse_known_args()
     import torch
 
@@ -67,10 +70,10 @@ def main() -> None:
             parser.error("--predictor_host is required unless --collocated")
         config = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
                                  max(1, int(round(s.predictor_timeout_seconds))), 0, False)
-    from predictors.server import install_error_handlers
-
     install_error_handlers("transformer")
-    ModelServer(predictor_config=config).start([model, events, info])
+    server = ModelServer(predictor_config=config, enable_latency_logging=args.request_logs and args.enable_latency_logging)
+    configure_request_logs(args.request_logs)
+    server.start([model, events, info])
 
 
 if __name__ == "__main__":

@@ -226,3 +226,15 @@ def test_every_dashboard_and_alert_metric_is_on_the_real_servers_metrics(stack):
     for server in (stack.transformer, stack.predictor):
         exported |= set(re.findall(r"^# TYPE (recommender_[a-z0-9_]+) ", httpx.get(f"{server.url}/metrics").text, re.M))
     assert used <= exported, f"dashboard/rules name metrics the servers do not export: {sorted(used - exported)}"
+
+
+def test_no_per_request_log_lines_by_default(stack, offline):
+    """--request_logs defaults to false: requests leave no access/timing/gRPC-method lines."""
+    uid = int(offline.user_table["user_id"].iloc[3])
+    for _ in range(3):
+        assert infer(stack.transformer, v2([uid], k=5, use_cache=False)).status_code == 200
+    for server in (stack.transformer, stack.predictor):
+        text = server.log.read_text()
+        assert "transformer: model version" in text or "predictor: loaded model version" in text  # the server's own log
+        for line in ("POST /v2/models/recommender/infer", "kserve.io.v2.models.recommender.infer", "requestId:", "grpc method:"):
+            assert line not in text, (server.log, line)
