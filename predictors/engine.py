@@ -89,6 +89,7 @@ class Engine:
         self.mmr_lambda = mmr_lambda
         self.ranker_backend = "lightgbm" if self.rec.ranker is not None else "none"
         self.user_tower_backend = "eager"
+        self.user_vector_memo = 0
 
     @classmethod
     def from_dir(cls, path: str | Path, ranker_threads: int = 1, mmr_lambda: float = 1.0, verify: bool = True,
@@ -100,20 +101,27 @@ class Engine:
         s = get_settings()
         eng = cls(load_bundle(path, ranker_threads=ranker_threads, verify=verify), mmr_lambda)
         if optimize:
-            eng.optimize((ranker_backend or s.ranker_backend) == "compiled", compile_dir or s.compile_dir(), ranker_threads)
+            eng.optimize((ranker_backend or s.ranker_backend) == "compiled", compile_dir or s.compile_dir(), ranker_threads,
+                         s.user_vector_memo)
         return eng
 
-    def optimize(self, compile_ranker: bool, cache_dir: str | Path, nthread: int = 1) -> None:
+    def optimize(self, compile_ranker: bool, cache_dir: str | Path, nthread: int = 1, memo_capacity: int = 0) -> None:
         """Serving speed-ups that keep the answers: the user tower as a TorchScript trace and the
         ranker as compiled trees, each checked against the eager/LightGBM model on real users
-        at load time (the ranker also on rows with the no-history features missing). Any
-        failure keeps the plain model and says why in the log."""
+        at load time (the ranker also on rows with the no-history features missing; any failure
+        keeps the plain model and says why in the log), and a memo of user vectors keyed by the
+        tower's exact inputs, filled with the bundle's users (``memo_capacity`` 0 = off)."""
         states = list(self.states.values())[:PROBE_USERS]
         try:
             self.rec.two_tower.trace_user_tower(states)
             self.user_tower_backend = "torchscript"
         except Exception as exc:  # noqa: BLE001 - tracing is an optimisation, never a reason not to serve
             log.warning("user tower: TorchScript trace unavailable (%s); serving the eager module", exc)
+        if memo_capacity:
+            t = time.perf_counter()
+            n = self.rec.two_tower.enable_memo(list(self.states.values()), memo_capacity)
+            self.user_vector_memo = n
+            log.info("user tower: %d user vectors precomputed (%.1f s)", n, time.perf_counter() - t)
         ranker = self.rec.ranker
         if not compile_ranker or ranker is None:
             return
@@ -148,7 +156,7 @@ class Engine:
             "top_features_gain": [[n, float(v)] for n, v in (ranker.top_features(10) if ranker else [])],
             "n_items": len(self.bundle.catalog), "n_users": len(self.states),
             "serving": {**self.bundle.manifest.get("serving", {}), "ranker_backend": self.ranker_backend,
-                        "user_tower_backend": self.user_tower_backend},
+                        "user_tower_backend": self.user_tower_backend, "user_vector_memo": self.user_vector_memo},
             "metrics": self.bundle.manifest.get("metrics", {}),
         }
 

@@ -23,6 +23,7 @@ class Catalog:
         self._sorter = np.argsort(self.item_ids, kind="stable")  # vectorised id -> index lookups
         self._sorted_ids = self.item_ids[self._sorter]
         self.genres = genre_matrix(self.table["genres"])
+        self.genre_count = self.genres.sum(axis=1)
         self.year = self.table["year"].to_numpy(np.int64)
         self.popularity = self.table["popularity"].to_numpy(np.float64)
         self.ref_ts = int(ref_ts if ref_ts is not None else self.table["last_ts"].max())

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     ranker_backend: Literal["compiled", "lightgbm"] = Field(
         "compiled", description="Servers: compiled trees (treelite/tl2cgen, needs a C compiler; checked against LightGBM at load, "
                                 "falls back to it) or LightGBM's own predict")
+    user_vector_memo: int = Field(100_000, ge=0, description="Servers: user vectors remembered by the user tower's exact inputs "
+                                                             "(filled with the model version's users at load); 0 = off")
     ranker_compile_dir: Path | None = Field(None, description="Where compiled rankers are cached; default CACHE_DIR/compiled")
     skew_threshold: float = Field(0.1, gt=0, description="KL above which a feature is flagged as skewed")
 

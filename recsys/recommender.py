@@ -72,6 +72,7 @@ class TwoStageRecommender:
         k_search = min(n_items, self.top_k_candidates + max_seen)
         _, ann = self.index.search(user_vecs, k_search)
         out, recents = [], []
+        K, C = self.top_k_candidates, self.cooc_candidates
         for row, s in enumerate(states):
             seen = self.catalog.indices(s.seen_items)
             recent = self.catalog.indices(s.recent_items)
@@ -79,35 +80,38 @@ class TwoStageRecommender:
             seen_mask = np.zeros(n_items, bool)
             seen_mask[seen] = True
             tt = ann[row][ann[row] >= 0]
-            tt = tt[~seen_mask[tt]][: self.top_k_candidates]
-            channels = [tt]
-            cooc_vec = None
-            if self.cooc_candidates:
-                cooc_vec = self.cooc.user_vector(recent)
-                cooc_vec_masked = np.where(seen_mask, -1.0, cooc_vec)
-                m = min(self.cooc_candidates, n_items - 1)
-                top = np.argpartition(-cooc_vec_masked, m)[:m] if n_items > m else np.arange(n_items)
-                top = top[cooc_vec_masked[top] > 0]
-                channels.append(top[np.argsort(-cooc_vec_masked[top], kind="stable")])
+            tt = tt[~seen_mask[tt]][:K]
+            member = np.zeros(n_items, bool)  # union of the channels; flatnonzero = sorted unique
+            member[tt] = True
+            cooc_vec = top = None
+            if C:
+                cooc_vec, last1_vec = self.cooc.user_vectors(recent)
+                masked = np.where(seen_mask, -1.0, cooc_vec)
+                m = min(C, n_items - 1)
+                top = np.argpartition(-masked, m)[:m] if n_items > m else np.arange(n_items)
+                top = top[masked[top] > 0]
+                top = top[np.argsort(-masked[top], kind="stable")]
+                member[top] = True
             if self.popular_candidates:
                 pop = self.catalog.popular_order
-                channels.append(pop[~seen_mask[pop]][: self.popular_candidates])
-            idx = np.unique(np.concatenate(channels))
-            tt_rank = np.full(n_items, float(self.top_k_candidates), np.float32)
-            tt_rank[tt] = np.arange(tt.size)
+                member[pop[~seen_mask[pop]][: self.popular_candidates]] = True
+            idx = np.flatnonzero(member)
+            tt_rank_all = np.full(n_items, float(K), np.float32)
+            tt_rank_all[tt] = np.arange(tt.size)
+            tt_rank = tt_rank_all[idx]
             tt_score = self.item_emb[idx] @ user_vecs[row]
             if cooc_vec is not None:
-                c_rank = np.full(n_items, float(self.cooc_candidates), np.float32)
-                c_rank[channels[1]] = np.arange(channels[1].size)
-                cooc_score = cooc_vec[idx]
-                last1 = self.cooc.user_vector(recent, last_items=1)[idx] if recent.size else np.zeros(idx.size, np.float32)
-                cooc_rank = c_rank[idx]
+                c_rank = np.full(n_items, float(C), np.float32)
+                c_rank[top] = np.arange(top.size)
+                cooc_score, cooc_rank = cooc_vec[idx], c_rank[idx]
+                last1 = last1_vec[idx] if recent.size else np.zeros(idx.size, np.float32)
+                prerank = 1.0 / (RRF_K + tt_rank) + 1.0 / (RRF_K + cooc_rank)
             else:
                 cooc_score = last1 = np.zeros(idx.size, np.float32)
-                cooc_rank = np.full(idx.size, float(self.cooc_candidates), np.float32)
-            prerank = 1.0 / (RRF_K + tt_rank[idx]) + (1.0 / (RRF_K + cooc_rank) if cooc_vec is not None else 0.0)
+                cooc_rank = np.full(idx.size, float(C), np.float32)
+                prerank = 1.0 / (RRF_K + tt_rank) + 0.0
             keep = np.argsort(-prerank, kind="stable")[: self.rank_candidates]
-            out.append(Candidates(idx[keep], tt_score[keep], tt_rank[idx][keep], cooc_score[keep], cooc_rank[keep], last1[keep], prerank[keep].astype(np.float32)))
+            out.append(Candidates(idx[keep], tt_score[keep], tt_rank[keep], cooc_score[keep], cooc_rank[keep], last1[keep], prerank[keep].astype(np.float32)))
         return out, recents
 
     # ---- stage 2 -------------------------------------------------------------------------

@@ -123,6 +123,9 @@ class TwoTower:
         self._item_emb: np.ndarray | None = None
         self._item_inputs: torch.Tensor | None = None  # inference: item input table, computed once
         self._traced: torch.jit.ScriptModule | None = None  # serving: see trace_user_tower
+        self._memo: dict[bytes, np.ndarray] | None = None  # serving: see enable_memo
+        self._memo_capacity = 0
+        self.memo_hits = self.memo_misses = 0
 
     @property
     def history_len(self) -> int:
@@ -152,7 +155,9 @@ class TwoTower:
         return self._item_emb
 
     def embed_users(self, states: list[UserState], batch_size: int = 2048) -> np.ndarray:
-        """``[len(states), dim]`` float32 user vectors."""
+        """``[len(states), dim]`` float32 user vectors (through the memo when one is enabled)."""
+        if self._memo is not None and states:
+            return self._embed_memo(states)
         out = []
         with torch.inference_mode():
             if self._item_inputs is None:  # the model is frozen (eval) here: no need to rebuild it per call
@@ -161,6 +166,47 @@ class TwoTower:
                 x = self.encode_states(states[a:a + batch_size])
                 out.append((self._traced(*x) if self._traced is not None else self.model.user_tower(*x, self._item_inputs)).numpy())
         return np.vstack(out).astype(np.float32) if out else np.zeros((0, self.model.cfg.dim), np.float32)
+
+    # ---- serving: memo of user vectors ----------------------------------------------------
+    def enable_memo(self, states: list[UserState], capacity: int = 100_000) -> int:
+        """Serving: remember user vectors by the user tower's exact inputs (encoded history, user
+        index, demographics), filled now with ``states`` (the bundle's users, at most
+        ``capacity``) one at a time, as a request would compute them. A request whose inputs
+        match reuses the vector; any other (an event appended to the history, a session, an
+        unknown user) runs the tower and is remembered too, oldest entries dropped beyond
+        ``capacity``. Returns the number of entries."""
+        self._memo, self._memo_capacity = {}, max(1, int(capacity))
+        for s in states[: self._memo_capacity]:
+            self._embed_memo([s])
+        return len(self._memo)
+
+    def _embed_memo(self, states: list[UserState]) -> np.ndarray:
+        hist, users, demo = self.encode_states(states)
+        h, u, d = hist.numpy(), users.numpy(), demo.numpy()
+        keys = [h[i].tobytes() + u[i].tobytes() + d[i].tobytes() for i in range(len(states))]
+        out = np.empty((len(states), self.model.cfg.dim), np.float32)
+        miss = []
+        for i, key in enumerate(keys):
+            vec = self._memo.get(key)
+            if vec is None:
+                miss.append(i)
+            else:
+                out[i] = vec
+        self.memo_hits += len(states) - len(miss)
+        self.memo_misses += len(miss)
+        if miss:
+            with torch.inference_mode():
+                if self._item_inputs is None:
+                    self._item_inputs = self.model.item_inputs()
+                sel = torch.as_tensor(miss)
+                x = (hist[sel], users[sel], demo[sel])
+                vecs = (self._traced(*x) if self._traced is not None else self.model.user_tower(*x, self._item_inputs)).numpy()
+            for j, i in enumerate(miss):
+                out[i] = vecs[j]
+                if len(self._memo) >= self._memo_capacity:
+                    self._memo.pop(next(iter(self._memo)))
+                self._memo[keys[i]] = vecs[j].astype(np.float32, copy=True)
+        return out
 
     def trace_user_tower(self, probe: list[UserState], atol: float = 1e-5) -> None:
         """Serving: run the user tower as a TorchScript trace from now on (the same ops with less

@@ -41,7 +41,7 @@ def test_optimized_engine_answers_like_the_plain_models(bundle_dir, plain, compi
     fast = Engine.from_dir(bundle_dir, ranker_backend="compiled", compile_dir=compile_dir)
     assert (fast.ranker_backend, fast.user_tower_backend) == ("compiled", "torchscript")
     assert (plain.ranker_backend, plain.user_tower_backend) == ("lightgbm", "eager")
-    assert fast.info()["serving"]["ranker_backend"] == "compiled"
+    assert fast.info()["serving"]["ranker_backend"] == "compiled" and fast.info()["serving"]["user_vector_memo"] == len(fast.states)
     assert_same_answers(plain, fast)
 
 
@@ -87,3 +87,23 @@ def test_user_tower_trace_is_checked(plain):
     with pytest.raises(RuntimeError, match="traced user tower disagrees"):
         tt.trace_user_tower(list(plain.states.values())[:3], atol=-1.0)  # nothing can pass a negative tolerance
     assert tt._traced is None
+
+
+def test_user_vector_memo_is_keyed_by_the_towers_inputs(bundle_dir, plain):
+    from dataclasses import replace
+
+    eng = Engine.from_dir(bundle_dir, optimize=False)
+    tt = eng.rec.two_tower
+    states = [plain.states[u] for u in sorted(plain.states)[:6]]
+    want = plain.rec.two_tower.embed_users(states)  # no memo: the tower itself
+    assert tt.enable_memo(states[:4], capacity=5) == 4
+    hits = tt.memo_hits
+    np.testing.assert_allclose(tt.embed_users(states[:4]), want[:4], rtol=1e-5, atol=1e-6)
+    assert tt.memo_hits == hits + 4
+    # Same user, one more item in the history: a miss, embedded by the tower, then remembered.
+    moved = replace(states[0], recent_items=list(states[0].recent_items) + [int(eng.bundle.catalog.item_ids[0])])
+    misses = tt.memo_misses
+    np.testing.assert_allclose(tt.embed_users([moved]), plain.rec.two_tower.embed_users([moved]), rtol=1e-5, atol=1e-6)
+    assert tt.memo_misses == misses + 1 and tt.embed_users([moved]) is not None and tt.memo_hits == hits + 5
+    np.testing.assert_allclose(tt.embed_users(states[4:]), want[4:], rtol=1e-5, atol=1e-6)  # more misses: capacity 5 holds
+    assert len(tt._memo) == 5
