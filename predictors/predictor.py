@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--model_uri", default=None, help="models:/recommender@champion (resolved through MLflow)")
     parser.add_argument("--ranker_threads", type=int, default=1, help="LightGBM threads per request")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
-    from predictors.server import add_request_logs_argument, configure_request_logs, install_error_handlers
+    from predictors.server import add_request_logs_argument, configure_request_logs, freeze_loaded_heap, install_error_handlers
 
     add_request_logs_argument(parser)
     args, _ = parser.parse_known_args()
@@ -38,6 +38,7 @@ def main() -> None:
     install_error_handlers("predictor")
     server = ModelServer(enable_latency_logging=args.request_logs and args.enable_latency_logging)
     configure_request_logs(args.request_logs)
+    freeze_loaded_heap()
     server.start([model, info])
 
 

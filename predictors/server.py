@@ -5,6 +5,7 @@ per-request log lines are optional (``--request_logs``)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 from fastapi.exceptions import RequestValidationError
@@ -60,3 +61,15 @@ def configure_request_logs(enabled: bool) -> None:
     kserve_logger = logging.getLogger("kserve")
     if not any(isinstance(f, _DropGrpcMethodLines) for f in kserve_logger.filters):
         kserve_logger.addFilter(_DropGrpcMethodLines())
+
+
+def freeze_loaded_heap() -> int:
+    """After the models are loaded: move every object alive now out of the garbage collector's
+    reach (``gc.freeze``). The bundle's user table alone is ~400k tracked objects here; a full
+    collection over them takes ~165 ms, a latency spike each time one runs mid-request. Returns
+    how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    n = gc.get_freeze_count()
+    logging.getLogger("predictors").info("gc: %d objects loaded at start-up frozen (out of collections)", n)
+    return n

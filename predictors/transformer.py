@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--events_model_name", default="events")
     parser.add_argument("--cache_prefix", default="recsys:rec", help="Redis key prefix of the result cache")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
-    from predictors.server import add_request_logs_argument, configure_request_logs, install_error_handlers
+    from predictors.server import add_request_logs_argument, configure_request_logs, freeze_loaded_heap, install_error_handlers
 
     add_request_logs_argument(parser)
     args, _ = parser.parse_known_args()
@@ -73,6 +73,7 @@ def main() -> None:
     install_error_handlers("transformer")
     server = ModelServer(predictor_config=config, enable_latency_logging=args.request_logs and args.enable_latency_logging)
     configure_request_logs(args.request_logs)
+    freeze_loaded_heap()
     server.start([model, events, info])
 
 
