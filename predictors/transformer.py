@@ -69,7 +69,7 @@ def main() -> None:
         if not args.predictor_host:
             parser.error("--predictor_host is required unless --collocated")
         config = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
-                                 max(1, int(round(s.predictor_timeout_seconds))), 0, False)
+                                 max(1, int(round(s.predictor_timeout_seconds))), 0, args.enable_predictor_health_check)
     install_error_handlers("transformer")
     server = ModelServer(predictor_config=config, enable_latency_logging=args.request_logs and args.enable_latency_logging)
     configure_request_logs(args.request_logs)

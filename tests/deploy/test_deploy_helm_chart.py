@@ -145,7 +145,8 @@ def test_collocated_inference_service(rendered):
     assert "transformer" not in isvc["spec"]
     pred, trans = isvc["spec"]["predictor"]["containers"]
     assert (pred["name"], trans["name"]) == ("kserve-container", "transformer-container")
-    assert "--predictor_host=localhost:8085" in trans["args"]
+    assert "--predictor_host=localhost:8086" in trans["args"] and "--predictor_protocol=grpc-v2" in trans["args"]
+    assert "--grpc_port=8086" in pred["args"]
     assert "--http_port=8085" in pred["args"]
     assert "STORAGE_URI" in {e["name"] for e in pred["env"]}
     assert "STORAGE_URI" not in {e["name"] for e in trans["env"]}

@@ -59,7 +59,9 @@ livenessProbe:
 
 {{/*
 Transformer container body (without the name). Args: root, predictorHost ("" lets KServe
-inject --predictor_host in the separate-pod layout), collocated.
+inject --predictor_host in the separate-pod layout), collocated. Collocated, the hop to the
+predictor is gRPC V2 on localhost (measured cheaper than REST, docs/serving.md); in separate
+pods it is REST V2 through the host KServe injects.
 */}}
 {{- define "recommender.transformerContainer" -}}
 {{- $v := .root.Values -}}
@@ -71,7 +73,7 @@ args:
   {{- if .predictorHost }}
   - --predictor_host={{ .predictorHost }}
   {{- end }}
-  - --predictor_protocol=v2
+  - --predictor_protocol={{ ternary "grpc-v2" "v2" (.collocated | default false) }}
   - --model_dir=/mnt/models
   - --http_port={{ $v.transformer.httpPort }}
   - --grpc_port={{ $v.transformer.grpcPort }}
