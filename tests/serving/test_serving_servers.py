@@ -116,11 +116,14 @@ def test_redis_stopped_mid_test_then_recovers(stack, offline):
 
 def test_predictor_stopped_gives_popularity(stack, offline):
     uid = int(offline.user_table["user_id"].iloc[4])
+    assert httpx.get(f"{stack.transformer_b.url}/v2/health/ready").status_code == 200
     stack.predictor_b.stop()
     r = infer(stack.transformer_b, v2([uid], k=5, use_cache=False))
     assert r.status_code == 200
     assert r.json()["parameters"]["fallback"] == "predictor_down"
     assert len(outputs(r.json())["item_id"]) == 5
+    # --enable_predictor_health_check: readiness follows the predictor (requests still get popularity).
+    assert httpx.get(f"{stack.transformer_b.url}/v2/health/ready").status_code != 200
 
 
 def test_predictor_timeout_gives_popularity(stack, offline):
