@@ -8,7 +8,7 @@ MODEL_DIR ?=
 MODEL_URI ?= models:/recommender@champion
 SERVE_ARGS ?=
 # The transformer -> predictor hop: grpc-v2 (predictor's gRPC port; measured ~4x cheaper than
-# REST here) or v2 (REST, the cluster default in helm/).
+# REST here; the chart's collocated pod uses it too) or v2 (REST, the chart's separate-pod layout).
 PREDICTOR_PROTOCOL ?= grpc-v2
 BENCH_REQUESTS ?= 3000
 BENCH_ARGS ?=
