@@ -195,3 +195,23 @@ def test_redis_enabled_uses_release_redis(rendered):
     (trans,) = [c for c in isvc["spec"]["predictor"]["containers"] if c["name"] == "transformer-container"]
     env = {e["name"]: e for e in trans["env"]}
     assert "@recommender-redis-master:6379/0" in env["REDIS_URL"]["value"]
+
+
+def test_in_process_inference_service(rendered):
+    """inProcess: one container, the transformer holding the models; Redis, probes and metrics follow it."""
+    docs = helm_sets(rendered)["inprocess"]
+    (isvc,) = by_kind(docs, "InferenceService")
+    assert "transformer" not in isvc["spec"]
+    (c,) = isvc["spec"]["predictor"]["containers"]
+    assert c["name"] == "kserve-container" and c["command"] == ["python", "-m", "predictors.transformer"]
+    assert "--collocated" in c["args"] and not any(a.startswith("--predictor_") for a in c["args"])
+    env = {e["name"]: e for e in c["env"]}
+    assert env["STORAGE_URI"]["value"].startswith("s3://") and env["PROTOCOL"]["value"] == "v2" and "REDIS_URL" in env
+    assert c["ports"][0]["containerPort"] == 8080 and c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["resources"]["limits"]["memory"] == "2Gi"  # the predictor's: the models live here
+    (np,) = by_kind(docs, "NetworkPolicy")
+    assert np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["component"] == "predictor"
+    (svc,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics")]
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["http-metrics"]
+    (pod,) = by_kind(docs, "Pod")
+    assert "-predictor." in pod["spec"]["containers"][0]["args"][-1]

@@ -58,10 +58,19 @@ livenessProbe:
 {{- end }}
 
 {{/*
+Layout of the InferenceService: "inprocess" (one container, the transformer holding the models),
+"collocated" (one pod, two containers) or "separate" (two pods).
+*/}}
+{{- define "recommender.layout" -}}
+{{- if .Values.inferenceService.inProcess -}}inprocess{{- else if .Values.inferenceService.collocated -}}collocated{{- else -}}separate{{- end -}}
+{{- end }}
+
+{{/*
 Transformer container body (without the name). Args: root, predictorHost ("" lets KServe
-inject --predictor_host in the separate-pod layout), collocated. Collocated, the hop to the
-predictor is gRPC V2 on localhost (measured cheaper than REST, docs/serving.md); in separate
-pods it is REST V2 through the host KServe injects.
+inject --predictor_host in the separate-pod layout), collocated, inProcess. Collocated, the hop
+to the predictor is gRPC V2 on localhost (measured cheaper than REST, docs/serving.md); in
+separate pods it is REST V2 through the host KServe injects; in process there is no hop (the
+container is the InferenceService's predictor, with the predictor's resources).
 */}}
 {{- define "recommender.transformerContainer" -}}
 {{- $v := .root.Values -}}
@@ -70,10 +79,14 @@ imagePullPolicy: {{ $v.image.pullPolicy }}
 command: ["python", "-m", "predictors.transformer"]
 args:
   - --model_name={{ $v.model.name }}
+  {{- if .inProcess }}
+  - --collocated
+  {{- else }}
   {{- if .predictorHost }}
   - --predictor_host={{ .predictorHost }}
   {{- end }}
   - --predictor_protocol={{ ternary "grpc-v2" "v2" (.collocated | default false) }}
+  {{- end }}
   - --model_dir=/mnt/models
   - --http_port={{ $v.transformer.httpPort }}
   - --grpc_port={{ $v.transformer.grpcPort }}
@@ -89,6 +102,11 @@ env:
   - name: STORAGE_URI
     value: {{ $v.model.storageUri | quote }}
   {{- end }}
+  {{- if .inProcess }}
+  # KServe reads the predictor's protocol from PROTOCOL on custom containers.
+  - name: PROTOCOL
+    value: v2
+  {{- end }}
   {{- include "recommender.transformerEnv" .root | nindent 2 }}
   {{- with $v.transformer.extraEnv }}
   {{- toYaml . | nindent 2 }}
@@ -102,7 +120,7 @@ ports:
     protocol: TCP
 {{ include "recommender.probes" (dict "port" (int $v.transformer.httpPort) "root" .root) }}
 resources:
-  {{- toYaml $v.transformer.resources | nindent 2 }}
+  {{- toYaml (ternary $v.predictor.resources $v.transformer.resources (.inProcess | default false)) | nindent 2 }}
 securityContext:
   {{- include "recommender.containerSecurityContext" .root | nindent 2 }}
 volumeMounts:
