@@ -173,29 +173,34 @@ class RecommenderTransformer(Model):
                 m.FEATURE_SKEW_KL.labels(name).set(kl_divergence(hist, [s[name] for s in sample if name in s]))
 
     # ---- predict ---------------------------------------------------------------------------
-    def _predictor_request(self, ctx: Ctx) -> tuple[RecRequest, InferRequest]:
+    def _model_request(self, ctx: Ctx) -> RecRequest:
+        """What the models answer: the users still to do, with their online rows."""
         req = ctx.req
         users = [req.user_ids[j] for j in ctx.todo]
         rows = [ctx.rows.get(u) if ctx.rows is not None else None for u in users]
-        sub = RecRequest(user_ids=users, k=req.k, history=req.history, use_cache=False, features=rows, request_id=req.request_id)
+        return RecRequest(user_ids=users, k=req.k, history=req.history, use_cache=False, features=rows, request_id=req.request_id)
+
+    def _predictor_request(self, ctx: Ctx, sub: RecRequest) -> InferRequest:
+        """The same as a V2 request to the predictor (rows as JSON in the ``features`` input)."""
+        req, users, rows = ctx.req, sub.user_ids, sub.features
         inputs = [InferInput("user_id", [len(users)], "INT64", data=users), InferInput("k", [1], "INT64", data=[req.k])]
         if req.history:
             inputs.append(InferInput("history", [1, len(req.history)], "INT64", data=list(req.history)))
         if ctx.rows is not None:
             inputs.append(InferInput("features", [len(users)], "BYTES", data=[orjson.dumps(r).decode() if r else "" for r in rows]))
-        return sub, InferRequest(model_name=self.name, infer_inputs=inputs, request_id=req.request_id)
+        return InferRequest(model_name=self.name, infer_inputs=inputs, request_id=req.request_id)
 
     async def predict(self, ctx: Ctx, headers: dict | None = None, response_headers: dict | None = None) -> Ctx:
         if not ctx.todo:
             return ctx
         t = time.perf_counter()
-        sub, infer_req = self._predictor_request(ctx)
+        sub = self._model_request(ctx)
         try:
             if self.engine is not None:  # collocated: no hop
                 ctx.model_result = self.engine.recommend(sub)
                 ctx.model_result.params.pop("fallback", None)
             else:
-                resp = await asyncio.wait_for(Model.predict(self, infer_req, {}), self.timeout)
+                resp = await asyncio.wait_for(Model.predict(self, self._predictor_request(ctx, sub), {}), self.timeout)
                 ctx.model_result = result_from_response(resp)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             ctx.degrade("predictor_timeout")
