@@ -19,7 +19,6 @@ class Catalog:
     def __init__(self, table: pd.DataFrame, ref_ts: int | None = None):
         self.table = table.reset_index(drop=True)
         self.item_ids = self.table["item_id"].to_numpy(np.int64)
-        self._index = {int(m): i for i, m in enumerate(self.item_ids)}
         self._sorter = np.argsort(self.item_ids, kind="stable")  # vectorised id -> index lookups
         self._sorted_ids = self.item_ids[self._sorter]
         self.genres = genre_matrix(self.table["genres"])
@@ -41,9 +40,6 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.item_ids)
-
-    def index_of(self, movie_id: int) -> int | None:
-        return self._index.get(int(movie_id))
 
     def indices(self, movie_ids: Iterable[int]) -> np.ndarray:
         """Dense indices of the known movie ids, in order (unknown ids are skipped)."""

@@ -109,7 +109,7 @@ class TwoStageRecommender:
             else:
                 cooc_score = last1 = np.zeros(idx.size, np.float32)
                 cooc_rank = np.full(idx.size, float(C), np.float32)
-                prerank = 1.0 / (RRF_K + tt_rank) + 0.0
+                prerank = 1.0 / (RRF_K + tt_rank)
             keep = np.argsort(-prerank, kind="stable")[: self.rank_candidates]
             out.append(Candidates(idx[keep], tt_score[keep], tt_rank[keep], cooc_score[keep], cooc_rank[keep], last1[keep], prerank[keep].astype(np.float32)))
         return out, recents

@@ -51,17 +51,14 @@ class NextItemCooc:
         return out
 
     def user_vectors(self, recent_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``user_vector(recent_idx)`` and ``user_vector(recent_idx, last_items=1)`` in one pass."""
-        last = (recent_idx[-self.last_items:])[::-1]
-        out = np.zeros(self.C.shape[1], np.float32)
+        """``user_vector(recent_idx)`` and ``user_vector(recent_idx, last_items=1)`` (the latest
+        item's row, read directly instead of a second pass)."""
         last1 = np.zeros(self.C.shape[1], np.float32)
-        ptr, ind, val = self.C.indptr, self.C.indices, self.C.data
-        for l, i in enumerate(last, start=1):
-            a, b = ptr[i], ptr[i + 1]
-            out[ind[a:b]] += val[a:b] / l
-            if l == 1:
-                last1[ind[a:b]] = val[a:b]
-        return out, last1
+        if recent_idx.size:
+            i = recent_idx[-1]
+            a, b = self.C.indptr[i], self.C.indptr[i + 1]
+            last1[self.C.indices[a:b]] = self.C.data[a:b]
+        return self.user_vector(recent_idx), last1
 
     def save(self, out_dir: Path) -> list[str]:
         sp.save_npz(Path(out_dir) / "cooc.npz", self.C)

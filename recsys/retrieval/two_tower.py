@@ -158,14 +158,31 @@ class TwoTower:
         """``[len(states), dim]`` float32 user vectors (through the memo when one is enabled)."""
         if self._memo is not None and states:
             return self._embed_memo(states)
-        out = []
-        with torch.inference_mode():
-            if self._item_inputs is None:  # the model is frozen (eval) here: no need to rebuild it per call
-                self._item_inputs = self.model.item_inputs()
-            for a in range(0, len(states), batch_size):
-                x = self.encode_states(states[a:a + batch_size])
-                out.append((self._traced(*x) if self._traced is not None else self.model.user_tower(*x, self._item_inputs)).numpy())
+        out = [self._run_tower(self.encode_states(states[a:a + batch_size])) for a in range(0, len(states), batch_size)]
         return np.vstack(out).astype(np.float32) if out else np.zeros((0, self.model.cfg.dim), np.float32)
+
+    def _inputs_table(self) -> torch.Tensor:
+        """The item input table the user tower reads, computed once (the model is frozen here)."""
+        if self._item_inputs is None:
+            with torch.inference_mode():
+                self._item_inputs = self.model.item_inputs()
+        return self._item_inputs
+
+    def _run_tower(self, x: tuple[torch.Tensor, ...]) -> np.ndarray:
+        """User vectors of encoded inputs: the traced tower when there is one, else the eager module."""
+        inputs = self._inputs_table()
+        with torch.inference_mode():
+            return (self._traced(*x) if self._traced is not None else self.model.user_tower(*x, inputs)).numpy()
+
+    @property
+    def backend(self) -> str:
+        """How the user tower runs: ``torchscript`` after :meth:`trace_user_tower`, else ``eager``."""
+        return "torchscript" if self._traced is not None else "eager"
+
+    @property
+    def memo_size(self) -> int:
+        """User vectors held by the memo (0 when :meth:`enable_memo` was not called)."""
+        return len(self._memo or {})
 
     # ---- serving: memo of user vectors ----------------------------------------------------
     def enable_memo(self, states: list[UserState], capacity: int = 100_000) -> int:
@@ -195,12 +212,8 @@ class TwoTower:
         self.memo_hits += len(states) - len(miss)
         self.memo_misses += len(miss)
         if miss:
-            with torch.inference_mode():
-                if self._item_inputs is None:
-                    self._item_inputs = self.model.item_inputs()
-                sel = torch.as_tensor(miss)
-                x = (hist[sel], users[sel], demo[sel])
-                vecs = (self._traced(*x) if self._traced is not None else self.model.user_tower(*x, self._item_inputs)).numpy()
+            sel = torch.as_tensor(miss)
+            vecs = self._run_tower((hist[sel], users[sel], demo[sel]))
             for j, i in enumerate(miss):
                 out[i] = vecs[j]
                 if len(self._memo) >= self._memo_capacity:
@@ -214,15 +227,14 @@ class TwoTower:
         user with no history) like the eager module. Raises when it does not."""
         empty = UserState(user_id=-1)
         states = list(probe) + [empty]
+        inputs = self._inputs_table()
         with torch.inference_mode(), warnings.catch_warnings():
             # torch.jit.trace is marked deprecated in favour of torch.compile/export, which need a
             # C++ toolchain at start-up or give no speed-up for one user; the check below guards it.
             warnings.simplefilter("ignore", DeprecationWarning)
-            if self._item_inputs is None:
-                self._item_inputs = self.model.item_inputs()
-            traced = torch.jit.trace(_UserTower(self.model, self._item_inputs).eval(), self.encode_states(states[:1]), check_trace=False)
+            traced = torch.jit.trace(_UserTower(self.model, inputs).eval(), self.encode_states(states[:1]), check_trace=False)
             x = self.encode_states(states)
-            diff = float((traced(*x) - self.model.user_tower(*x, self._item_inputs)).abs().max())
+            diff = float((traced(*x) - self.model.user_tower(*x, inputs)).abs().max())
         if not diff <= atol:
             raise RuntimeError(f"traced user tower disagrees with the eager one (max |diff| {diff:g})")
         self._traced = traced
