@@ -87,22 +87,33 @@ class Engine:
         self.titles = {int(i): (str(t), str(g)) for i, t, g in zip(items["item_id"], items["title"], items["genres"])}
         self.popularity = Popularity(items)
         self.mmr_lambda = mmr_lambda
-        self.ranker_backend = "lightgbm" if self.rec.ranker is not None else "none"
-        self.user_tower_backend = "eager"
-        self.user_vector_memo = 0
+
+    # How the models run (read off the models, see optimize).
+    @property
+    def ranker_backend(self) -> str:
+        return self.rec.ranker.backend if self.rec.ranker is not None else "none"
+
+    @property
+    def user_tower_backend(self) -> str:
+        return self.rec.two_tower.backend
+
+    @property
+    def user_vector_memo(self) -> int:
+        return self.rec.two_tower.memo_size
 
     @classmethod
     def from_dir(cls, path: str | Path, ranker_threads: int = 1, mmr_lambda: float = 1.0, verify: bool = True,
-                 ranker_backend: str | None = None, compile_dir: str | Path | None = None, optimize: bool = True) -> "Engine":
-        """``ranker_backend``/``compile_dir``: default RANKER_BACKEND / RANKER_COMPILE_DIR;
-        ``optimize``: trace the user tower and (backend ``compiled``) compile the ranker."""
+                 ranker_backend: str | None = None, compile_dir: str | Path | None = None, optimize: bool = True,
+                 memo_capacity: int | None = None) -> "Engine":
+        """``ranker_backend``/``compile_dir``/``memo_capacity``: default RANKER_BACKEND /
+        RANKER_COMPILE_DIR / USER_VECTOR_MEMO; ``optimize``: the speed-ups of :meth:`optimize`."""
         from recsys.config import get_settings
 
         s = get_settings()
         eng = cls(load_bundle(path, ranker_threads=ranker_threads, verify=verify), mmr_lambda)
         if optimize:
             eng.optimize((ranker_backend or s.ranker_backend) == "compiled", compile_dir or s.compile_dir(), ranker_threads,
-                         s.user_vector_memo)
+                         s.user_vector_memo if memo_capacity is None else memo_capacity)
         return eng
 
     def optimize(self, compile_ranker: bool, cache_dir: str | Path, nthread: int = 1, memo_capacity: int = 0) -> None:
@@ -111,16 +122,15 @@ class Engine:
         at load time (the ranker also on rows with the no-history features missing; any failure
         keeps the plain model and says why in the log), and a memo of user vectors keyed by the
         tower's exact inputs, filled with the bundle's users (``memo_capacity`` 0 = off)."""
-        states = list(self.states.values())[:PROBE_USERS]
+        users = list(self.states.values())
+        states = users[:PROBE_USERS]
         try:
             self.rec.two_tower.trace_user_tower(states)
-            self.user_tower_backend = "torchscript"
         except Exception as exc:  # noqa: BLE001 - tracing is an optimisation, never a reason not to serve
             log.warning("user tower: TorchScript trace unavailable (%s); serving the eager module", exc)
         if memo_capacity:
             t = time.perf_counter()
-            n = self.rec.two_tower.enable_memo(list(self.states.values()), memo_capacity)
-            self.user_vector_memo = n
+            n = self.rec.two_tower.enable_memo(users, memo_capacity)
             log.info("user tower: %d user vectors precomputed (%.1f s)", n, time.perf_counter() - t)
         ranker = self.rec.ranker
         if not compile_ranker or ranker is None:
@@ -135,7 +145,6 @@ class Engine:
             missing[:, [FEATURES.index("year_delta_last1"), FEATURES.index("id_delta_last1")]] = np.nan
             t = time.perf_counter()
             ranker.use_compiled(cache_dir, np.vstack([probe, missing]), nthread)
-            self.ranker_backend = "compiled"
             log.info("ranker: compiled trees %s, checked on %d rows (%.1f s)", ranker.compiled.lib, len(probe) + len(missing),
                      time.perf_counter() - t)
         except Exception as exc:  # noqa: BLE001 - no compiler, unsupported model...: LightGBM still serves

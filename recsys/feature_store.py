@@ -254,14 +254,14 @@ def get_user_features(store: "FeatureStore", user_ids: list[int]) -> dict[int, d
         features=[f"{USER_VIEW}:{name}" for name in USER_FEATURES],
         entity_rows=[{"user_id": u} for u in ids],
     ).to_dict()
-    out: dict[int, dict | None] = {}
-    for row, u in enumerate(ids):
-        values = {name: resp[name][row] for name in USER_FEATURES}
-        if all(v is None for v in values.values()):
-            out[u] = None
-        else:
-            out[u] = {"user_id": u, **{name: _clean_value(name, v) for name, v in values.items()}}
-    return out
+    return {u: _user_row(u, {name: resp[name][row] for name in USER_FEATURES}) for row, u in enumerate(ids)}
+
+
+def _user_row(user_id: int, values: dict[str, Any]) -> dict | None:
+    """An online user row from its raw values (``None`` when the store has nothing for the user)."""
+    if all(v is None for v in values.values()):
+        return None
+    return {"user_id": user_id, **{name: _clean_value(name, v) for name, v in values.items()}}
 
 
 _PLAIN_KINDS = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val",
@@ -302,19 +302,15 @@ class OnlineUserReader:
     def get(self, user_ids: list[int]) -> dict[int, dict | None]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
+
         ids = [int(u) for u in user_ids]
         if not ids:
             return {}
         keys = [EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=u)]) for u in ids]
-        out: dict[int, dict | None] = {}
         # A fresh list per call: the Redis store appends its timestamp field to the one it is given.
-        for u, (_, values) in zip(ids, self.provider.online_read(self.config, self.view, keys, list(self.features))):
-            row = {n: _python_value(values[n]) if n in values else None for n in self.features} if values else {}
-            if all(v is None for v in row.values()):
-                out[u] = None
-            else:
-                out[u] = {"user_id": u, **{n: _clean_value(n, row[n]) for n in self.features}}
-        return out
+        rows = self.provider.online_read(self.config, self.view, keys, list(self.features))
+        return {u: _user_row(u, {n: _python_value(values[n]) if values and n in values else None for n in self.features})
+                for u, (_, values) in zip(ids, rows)}
 
 
 def write_user_rows(store: "FeatureStore", rows: list[dict], event_time: dt.datetime | None = None) -> None:

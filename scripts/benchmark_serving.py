@@ -131,13 +131,10 @@ def profile_engine(model_dir: str, ids: list[int], k: int, memo: bool = True) ->
 
     from predictors.engine import Engine
     from predictors.protocol import RecRequest
-    from recsys.config import get_settings
 
     torch.set_num_threads(1)  # as in the servers (OMP_NUM_THREADS=1)
 
-    eng = Engine.from_dir(model_dir, ranker_threads=1, optimize=False)
-    s = get_settings()
-    eng.optimize(s.ranker_backend == "compiled", s.compile_dir(), 1, s.user_vector_memo if memo else 0)
+    eng = Engine.from_dir(model_dir, ranker_threads=1, memo_capacity=None if memo else 0)
     eng.warmup()
     per: dict[str, list[float]] = {}
     for u in ids:
