@@ -174,6 +174,12 @@ class TwoTower:
         with torch.inference_mode():
             return (self._traced(*x) if self._traced is not None else self.model.user_tower(*x, inputs)).numpy()
 
+    def weights_changed(self) -> None:
+        """Drop everything derived from the weights (item embeddings, the item input table, the
+        trace, the memo of user vectors): training calls this after every update it evaluates."""
+        self._item_emb = self._item_inputs = self._traced = self._memo = None
+        self._memo_capacity = 0
+
     @property
     def backend(self) -> str:
         """How the user tower runs: ``torchscript`` after :meth:`trace_user_tower`, else ``eager``."""
@@ -343,7 +349,7 @@ def train_two_tower(
             losses.append(loss.item())
             if len(losses) % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        tt._item_emb = None
+        tt.weights_changed()
         model.eval()
         history["epochs"].append(epoch)
         history["loss"].append(float(np.mean(losses)) if losses else 0.0)
@@ -364,7 +370,7 @@ def train_two_tower(
                 break
     model.load_state_dict(best[2])
     model.eval()
-    tt._item_emb = None
+    tt.weights_changed()
     history.update(best_epoch=best[1], best_val_recall=best[0], seconds=time.perf_counter() - t0, examples=int(len(examples)))
     return tt, history
 

@@ -103,3 +103,24 @@ def test_ranker_saves_importances(bundle_dir):
     info = json.loads((bundle_dir / "ranker.json").read_text())
     assert set(info["importance_gain"]) >= {"tt_score", "cooc_score", "item_log_pop"}
     assert (bundle_dir / "ranker.txt").read_text().startswith("tree")
+
+
+
+def test_trained_towers_embed_with_their_final_weights(models):
+    """Caches derived from the weights (item input table, item embeddings) are rebuilt after
+    training, also when validation embedded users between epochs: embedding users through the
+    trained TwoTower equals running the module afresh."""
+    import torch
+
+    from recsys.retrieval.two_tower import train_two_tower
+
+    lv = models.level0
+    states = lv.label_states()
+    tt, history = train_two_tower(lv.train, lv.catalog, lv.user_table, fast_settings(tt_patience=5),
+                                  validation=(states, lv.labels), epochs=3, progress=False)
+    assert len(history["val_recall@100"]) == 3  # validation embedded users after every epoch
+    with torch.inference_mode():
+        want = tt.model.user_tower(*tt.encode_states(states[:40]), tt.model.item_inputs()).numpy()
+        want_items = tt.model.item_tower(torch.arange(1, len(tt.catalog) + 1)).numpy()
+    np.testing.assert_allclose(tt.embed_users(states[:40]), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tt.item_embeddings(), want_items, rtol=1e-5, atol=1e-6)
