@@ -74,20 +74,59 @@ class Settings(BaseSettings):
     registered_model_name: str = Field("recommender", description="MLflow registered model")
     feast_repo_path: Path = Field(Path("feature_repo"), description="Feast feature repo (features as code)")
     feast_project: str = Field("recommender", description="Feast project (tests use their own)")
-    redis_url: str | None = Field(None, description="redis://[:password@]host:port/db; unset = embedded SQLite online store, no cache")
-    feature_store_timeout_seconds: float = Field(1.0, gt=0, description="Socket timeouts of Feast's Redis client")
+    redis_url: str | None = Field(
+        None, description="redis://[:password@]host:port/db; unset = embedded SQLite online store, no cache"
+    )
+    feature_store_timeout_seconds: float = Field(
+        0.1, gt=0, description="Deadline of an online-store call on the request path (and the socket timeouts of "
+                               "Feast's Redis clients): a hung store costs a request at most this")
 
     # --- serving ------------------------------------------------------------------------
     cache_ttl_seconds: int = Field(300, ge=0)
-    predictor_timeout_seconds: float = Field(1.0, gt=0)
+    cache_timeout_seconds: float = Field(0.05, gt=0, description="Deadline of a result-cache call (Redis)")
+    predictor_timeout_seconds: float = Field(0.5, gt=0, description="Deadline of the transformer -> predictor call")
+    circuit_failure_threshold: int = Field(2, ge=1, description="Consecutive failures that open a dependency's circuit")
+    circuit_open_seconds: float = Field(1.0, gt=0, description="Seconds an open circuit waits before one probe call")
+    heal_interval_seconds: float = Field(
+        30.0, ge=0, description="Online store found missing rows of the model version's users: refill them in the "
+                                "background at most this often (0 = never)")
+    max_request_bytes: int = Field(1 << 20, ge=1024, description="Largest request body (REST 413, gRPC message size)")
+    max_batch_users: int = Field(256, ge=1, description="Most user ids in one recommend request")
+    max_history_items: int = Field(500, ge=1, description="Most items in a request's session history")
+    event_max_past_seconds: int = Field(7 * 86_400, ge=0, description="Oldest event timestamp accepted, before now")
+    event_max_future_seconds: int = Field(300, ge=0, description="Latest event timestamp accepted, after now")
+
+    # --- event loop -----------------------------------------------------------------------
+    event_stream: str = Field("recsys:events", description="Redis Stream of the event log (with REDIS_URL)")
+    event_log_timeout_seconds: float = Field(0.1, gt=0, description="Deadline of writing an event to the log")
+    spool_dir: Path | None = Field(None, description="Where events wait while the log is unreachable; "
+                                                     "default RUNS_DIR/spool")
+    spool_max_bytes: int = Field(64 << 20, ge=1024, description="Spool size at which events are refused (503)")
+    event_archive_dir: Path | None = Field(None, description="The consumer's parquet archive of every event; "
+                                                             "default RUNS_DIR/events/archive")
+    cache_prefix: str = Field("recsys:rec", description="Redis key prefix of the result cache")
     mmr_lambda: float = Field(1.0, ge=0, le=1, description="1.0 = no diversity re-ranking")
     ranker_backend: Literal["compiled", "lightgbm"] = Field(
-        "compiled", description="Servers: compiled trees (treelite/tl2cgen, needs a C compiler; checked against LightGBM at load, "
-                                "falls back to it) or LightGBM's own predict")
-    user_vector_memo: int = Field(100_000, ge=0, description="Servers: user vectors remembered by the user tower's exact inputs "
-                                                             "(filled with the model version's users at load); 0 = off")
-    ranker_compile_dir: Path | None = Field(None, description="Where compiled rankers are cached; default CACHE_DIR/compiled")
+        "compiled",
+        description="Servers: compiled trees (treelite/tl2cgen, needs a C compiler; checked against LightGBM at load, "
+        "falls back to it) or LightGBM's own predict",
+    )
+    user_vector_memo: int = Field(
+        100_000,
+        ge=0,
+        description="Servers: user vectors remembered by the user tower's exact inputs "
+        "(filled with the model version's users at load); 0 = off",
+    )
+    ranker_compile_dir: Path | None = Field(
+        None, description="Where compiled rankers are cached; default CACHE_DIR/compiled"
+    )
     skew_threshold: float = Field(0.1, gt=0, description="KL above which a feature is flagged as skewed")
+
+    def spool_path(self) -> Path:
+        return (self.spool_dir or self.runs_dir / "spool") / "events.jsonl"
+
+    def archive_dir(self) -> Path:
+        return self.event_archive_dir or self.runs_dir / "events" / "archive"
 
     def compile_dir(self) -> Path:
         return self.ranker_compile_dir or self.cache_dir / "compiled"
@@ -101,3 +140,13 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Settings from the environment, read once per process."""
     return Settings()
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line naming the environment variable a pydantic ValidationError of :class:`Settings` is about."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors) or not errors():
+        return str(exc)
+    first = errors()[0]
+    name = ".".join(str(x) for x in first.get("loc", ())).upper()
+    return f"environment variable {name}: {first.get('msg')} (got {first.get('input')!r})"

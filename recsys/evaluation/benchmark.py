@@ -1,0 +1,116 @@
+"""Offline quality benchmark: every model, both protocols, one command.
+
+    python -m recsys.evaluation.benchmark --data-dir ../shared/data/ml-1m-half --out reports
+
+writes ``reports/quality-<protocol>.json`` (machine-readable) and ``reports/quality.md`` with
+the tables and an NDCG@K plot per protocol (``reports/quality-<protocol>-ndcg.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from recsys.config import Settings, describe_settings_error
+from recsys.constants import PRIMARY_MODEL
+from recsys.data.movielens import DataFormatError, InteractionData, load_movielens, resolve_data_dir
+from recsys.data.splits import PROTOCOLS
+from recsys.evaluation.harness import evaluate_models
+from recsys.evaluation.report import plot_ndcg, write_markdown
+from recsys.training.run import settings_record, train_models
+
+log = logging.getLogger("recsys.evaluation.benchmark")
+ORDER = ("popularity", "ease", "ials", "cooc", "two_tower", PRIMARY_MODEL)
+
+
+def run_protocol(data: InteractionData, protocol: str, settings: Settings, progress: bool = True) -> dict:
+    """Train and evaluate every model on ``protocol``; the report of that protocol."""
+    t0 = time.perf_counter()
+    tm = train_models(data, protocol, settings, progress=progress)
+    ev = evaluate_models(tm.level0, tm.recommender, tm.index_stats, tm.funnel, settings)
+    models, funnel = ev.models, ev.funnel
+    lv = tm.level0
+    seconds = {**tm.seconds, **ev.seconds, "total": time.perf_counter() - t0}
+    return {
+        "protocol": protocol,
+        "dataset": {
+            "users": int(lv.train["user_id"].nunique()),
+            "items": len(lv.catalog),
+            "train": int(len(lv.train)),
+            "test": int(sum(len(v) for v in lv.labels.values())),
+            "test_users": len(lv.labels),
+            "fingerprint": data.fingerprint(),
+        },
+        "models": {name: models[name] for name in ORDER if name in models},
+        "funnel": funnel,
+        "index": {k: v for k, v in tm.index_stats.__dict__.items()},
+        "two_tower": {k: v for k, v in tm.two_tower_history.items()},
+        "ranker": {"info": tm.ranker.info, "top_features_gain": tm.ranker.top_features(10)},
+        "ratios_vs_ease": {
+            m: {
+                metric: (models[m][metric] / models["ease"][metric] if models["ease"][metric] else None)
+                for metric in ("ndcg@10", "hr@10", "recall@10")
+            }
+            for m in models
+            if m != "ease"
+        },
+        "seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="GroupLens ml-1m directory (default: DATA_DIR, else download)")
+    p.add_argument("--out", default="reports", help="report directory")
+    p.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated: user-temporal,loo")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+        data = load_movielens(resolve_data_dir(args.data_dir or None))
+    except DataFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"error: {describe_settings_error(exc)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
+    for proto in protocols:
+        if proto not in PROTOCOLS:
+            print(f"error: unknown protocol {proto!r}; choose from {PROTOCOLS}", file=sys.stderr)
+            return 2
+    reports = []
+    t0 = time.perf_counter()
+    for proto in protocols:
+        log.info("protocol %s", proto)
+        r = run_protocol(data, proto, settings, progress=not args.no_progress)
+        r["settings"] = settings_record(settings)
+        r["plot"] = str(out / f"quality-{proto}-ndcg.png")
+        plot_ndcg(r, Path(r["plot"]))
+        (out / f"quality-{proto}.json").write_text(json.dumps(r, indent=2, default=float))
+        reports.append(r)
+        m = r["models"]
+        best = m[PRIMARY_MODEL]
+        log.info("%s: %s ndcg@10 %.4f (%.2fx EASE), hr@10 %.4f (%.2fx EASE)", proto, PRIMARY_MODEL, best["ndcg@10"],
+                 best["ndcg@10"] / m["ease"]["ndcg@10"], best["hr@10"], best["hr@10"] / m["ease"]["hr@10"])
+    command = "make benchmark-quality DATA_DIR=" + str(args.data_dir or settings.data_dir or "<download>")
+    write_markdown(reports, out / "quality.md", command)
+    total = time.perf_counter() - t0
+    with (out / "quality.md").open("a") as fh:
+        fh.write(f"\nWhole benchmark: {total:.0f} s wall clock.\n")
+    jsons = ", ".join(str(out / f"quality-{p}.json") for p in protocols)
+    print(f"wrote {out / 'quality.md'} and {jsons} in {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The quality benchmark's report: markdown tables and an NDCG@K plot per protocol."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+KS = (1, 5, 10, 20, 50, 100)
+
+
+def plot_ndcg(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, m in report["models"].items():
+        ax.plot(KS, [m[f"ndcg@{k}"] for k in KS], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(KS, [str(k) for k in KS])
+    ax.set_xlabel("K")
+    ax.set_ylabel("NDCG@K")
+    ax.set_title(f"NDCG@K, {report['protocol']} split")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(report: dict) -> str:
+    cols = ("ndcg@10", "recall@10", "recall@20", "hr@10", "mrr", "coverage@10", "diversity@10")
+    lines = ["| model | " + " | ".join(cols) + " | NDCG@10 / EASE |", "|---" * (len(cols) + 2) + "|"]
+    ease = report["models"]["ease"]["ndcg@10"]
+    for name, m in report["models"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {m['ndcg@10'] / ease:.2f}x |")
+    return "\n".join(lines)
+
+
+def write_markdown(reports: list[dict], out: Path, command: str) -> None:
+    parts = [
+        "# Offline quality report",
+        "",
+        f"Produced by `{command}` on {platform.node() or 'this machine'} "
+        f"({platform.processor() or platform.machine()}, Python {platform.python_version()}).",
+        "Full-catalog ranking over train items, each user's train items excluded; metric definitions in "
+        "`recsys/evaluation/metrics.py`. Numbers are as measured by that run, not edited.",
+    ]
+    for r in reports:
+        d, f, s = r["dataset"], r["funnel"], r["seconds"]
+        parts += [
+            "", f"## `{r['protocol']}`", "",
+            f"{d['users']} users, {d['items']} items, {d['train']} train / {d['test']} test interactions "
+            f"({d['test_users']} test users).", "",
+            table(r), "",
+            f"![NDCG@K]({Path(r['plot']).name})", "",
+            "Funnel: " + ", ".join(f"{k} = {v:.4f}" for k, v in f.items()) + ".",
+            f"Index: {r['index']['kind']} nlist={r['index']['nlist']} nprobe={r['index']['nprobe']} "
+            f"(recall@{r['index']['k']} vs exact {r['index']['recall_at_k_vs_exact']:.4f}; "
+            f"at the configured nprobe={r['index']['nprobe_start']}: {r['index']['recall_at_start_nprobe']:.4f}).",
+            f"Two-tower: best epoch {r['two_tower']['best_epoch']} (validation recall@100 "
+            f"{r['two_tower']['best_val_recall']:.4f}). Ranker: {r['ranker']['info']['best_iteration']} trees, "
+            f"validation NDCG@10 {r['ranker']['info']['valid_ndcg@10']:.4f}; top features by gain: "
+            + ", ".join(n for n, _ in r["ranker"]["top_features_gain"][:6]) + ".",
+            "", "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()) + ".",
+        ]
+    out.write_text("\n".join(parts) + "\n")

@@ -1,1 +1,0 @@
-"""Candidate generation: the two-tower retriever, its FAISS index, and extra channels."""
