@@ -1,5 +1,6 @@
 """In-process recommendation engine around one loaded bundle (used by the predictor, and by the
-transformer in collocated mode), plus the popularity fallback both servers share.
+transformer in collocated mode), and what the transformer reads of a bundle without its models
+(:class:`BundleMeta`).
 
 Plain Python: no KServe here, so tests and the benchmark can call it directly.
 """
@@ -13,15 +14,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.bundle import Bundle, load_bundle, read_manifest
-from recsys.features import UserState
 from predictors.protocol import RecRequest, RecResult, json_param
+from recsys.artifacts.bundle import Bundle, load_bundle, read_manifest
+from recsys.features.catalog import Catalog
+from recsys.features.users import UserState
+from recsys.models.baselines import Popularity
+from recsys.models.ranker_features import FEATURES
 
 log = logging.getLogger(__name__)
 PROBE_USERS = 32
 
 
-def session_state(base: UserState | None, user_id: int, history: list[int] | None, history_len: int) -> UserState | None:
+def session_state(
+    base: UserState | None, user_id: int, history: list[int] | None, history_len: int
+) -> UserState | None:
     """The user's state with a session's recent items on top (session cold start).
 
     Unknown user + history: a fresh state from the history alone; known user + history: the
@@ -36,38 +42,24 @@ def session_state(base: UserState | None, user_id: int, history: list[int] | Non
     return UserState(**{**base.__dict__, "recent_items": recent, "seen_items": seen})
 
 
-class Popularity:
-    """Most popular items of a model version's item table, seen items removed."""
-
-    def __init__(self, items: pd.DataFrame):
-        order = np.argsort(-items["popularity"].to_numpy(np.float64), kind="stable")
-        self.item_ids = items["item_id"].to_numpy(np.int64)[order]
-        pop = items["popularity"].to_numpy(np.float64)[order]
-        self.scores = (pop / max(pop.max(), 1.0)).astype(np.float32) if len(pop) else pop.astype(np.float32)
-
-    def top(self, k: int, seen: list[int] | None = None) -> tuple[list[int], list[float]]:
-        if not seen:
-            return self.item_ids[:k].tolist(), self.scores[:k].tolist()
-        s = set(seen)
-        ids, sc = [], []
-        for i, v in zip(self.item_ids, self.scores):
-            if int(i) not in s:
-                ids.append(int(i))
-                sc.append(float(v))
-                if len(ids) == k:
-                    break
-        return ids, sc
+def item_titles(items: pd.DataFrame) -> dict[int, tuple[str, str]]:
+    """Item id -> (title, genres), what responses carry beside the ids."""
+    return {int(i): (str(t), str(g)) for i, t, g in zip(items["item_id"], items["title"], items["genres"])}
 
 
-class ItemMeta:
-    """What both servers need from the item table: titles/genres and popularity."""
+class BundleMeta:
+    """What the transformer needs from a model version without loading its models: titles and
+    genres, the popularity fallback, and which users and items the version knows."""
 
     def __init__(self, bundle_dir: str | Path):
         self.path = Path(bundle_dir)
         self.manifest = read_manifest(self.path)
-        items = pd.read_parquet(self.path / "items.parquet", columns=["item_id", "title", "genres", "popularity"])
-        self.titles = {int(i): (str(t), str(g)) for i, t, g in zip(items["item_id"], items["title"], items["genres"])}
-        self.popularity = Popularity(items)
+        items = pd.read_parquet(self.path / "items.parquet")
+        self.titles = item_titles(items)
+        self.popularity = Popularity().fit(None, Catalog(items, ref_ts=self.manifest["ref_ts"]))
+        self.known_items = frozenset(int(i) for i in items["item_id"])
+        users = pd.read_parquet(self.path / "users.parquet", columns=["user_id"])["user_id"]
+        self.known_users = frozenset(int(u) for u in users)
 
     @property
     def version(self) -> str:
@@ -82,10 +74,9 @@ class Engine:
         self.rec = bundle.recommender
         self.version = bundle.version
         self.states = bundle.user_states()
-        self.history_len = int(bundle.manifest.get("settings", {}).get("history_len", 50))
-        items = bundle.catalog.table
-        self.titles = {int(i): (str(t), str(g)) for i, t, g in zip(items["item_id"], items["title"], items["genres"])}
-        self.popularity = Popularity(items)
+        self.history_len = self.rec.two_tower.history_len  # what this version's user tower reads
+        self.titles = item_titles(bundle.catalog.table)
+        self.popularity = Popularity().fit(None, bundle.catalog)
         self.mmr_lambda = mmr_lambda
 
     # How the models run (read off the models, see optimize).
@@ -104,7 +95,7 @@ class Engine:
     @classmethod
     def from_dir(cls, path: str | Path, ranker_threads: int = 1, mmr_lambda: float = 1.0, verify: bool = True,
                  ranker_backend: str | None = None, compile_dir: str | Path | None = None, optimize: bool = True,
-                 memo_capacity: int | None = None) -> "Engine":
+                 memo_capacity: int | None = None) -> Engine:
         """``ranker_backend``/``compile_dir``/``memo_capacity``: default RANKER_BACKEND /
         RANKER_COMPILE_DIR / USER_VECTOR_MEMO; ``optimize``: the speed-ups of :meth:`optimize`."""
         from recsys.config import get_settings
@@ -112,8 +103,12 @@ class Engine:
         s = get_settings()
         eng = cls(load_bundle(path, ranker_threads=ranker_threads, verify=verify), mmr_lambda)
         if optimize:
-            eng.optimize((ranker_backend or s.ranker_backend) == "compiled", compile_dir or s.compile_dir(), ranker_threads,
-                         s.user_vector_memo if memo_capacity is None else memo_capacity)
+            eng.optimize(
+                (ranker_backend or s.ranker_backend) == "compiled",
+                compile_dir or s.compile_dir(),
+                ranker_threads,
+                s.user_vector_memo if memo_capacity is None else memo_capacity,
+            )
         return eng
 
     def optimize(self, compile_ranker: bool, cache_dir: str | Path, nthread: int = 1, memo_capacity: int = 0) -> None:
@@ -136,8 +131,6 @@ class Engine:
         if not compile_ranker or ranker is None:
             return
         try:
-            from recsys.ranking import FEATURES
-
             cands, recents = self.rec.retrieve(states) if states else ([], [])
             feats = self.rec.features(states, cands, recents)
             probe = np.vstack(feats) if feats else np.zeros((0, len(FEATURES)), np.float32)
@@ -145,8 +138,12 @@ class Engine:
             missing[:, [FEATURES.index("year_delta_last1"), FEATURES.index("id_delta_last1")]] = np.nan
             t = time.perf_counter()
             ranker.use_compiled(cache_dir, np.vstack([probe, missing]), nthread)
-            log.info("ranker: compiled trees %s, checked on %d rows (%.1f s)", ranker.compiled.lib, len(probe) + len(missing),
-                     time.perf_counter() - t)
+            log.info(
+                "ranker: compiled trees %s, checked on %d rows (%.1f s)",
+                ranker.compiled.lib,
+                len(probe) + len(missing),
+                time.perf_counter() - t,
+            )
         except Exception as exc:  # noqa: BLE001 - no compiler, unsupported model...: LightGBM still serves
             log.warning("ranker: compiled trees unavailable (%s); serving with LightGBM's predict", exc)
 
@@ -188,19 +185,21 @@ class Engine:
         timings = {"retrieval": 0.0, "ranking": 0.0, "rerank": 0.0}
         n_cand = 0
         if states:
-            recs = self.rec.recommend_batch([s for _, s in states], req.k, self.mmr_lambda)
+            recs = self.rec.recommend([s for _, s in states], req.k, self.mmr_lambda)
             timings = dict(recs[0].timings_ms)
             for (j, _), r in zip(states, recs):
-                ids[j], sc[j], rs[j] = r.item_ids.tolist(), r.scores.tolist(), r.retrieval_scores.tolist()
+                ids[j], sc[j], rs[j] = r.item_ids.tolist(), r.scores.tolist(), np.asarray(r.retrieval_scores).tolist()
                 n_cand = max(n_cand, r.n_candidates)
         for j, _ in cold:
             ids[j], sc[j] = self.popularity.top(req.k, req.history)
             rs[j] = [0.0] * len(ids[j])
         timings["predict"] = (time.perf_counter() - t0) * 1e3
-        params = {"model_version": self.version, "n_candidates": int(n_cand), "latency_ms": json_param({k: round(v, 3) for k, v in timings.items()})}
+        params = {
+            "model_version": self.version,
+            "n_candidates": int(n_cand),
+            "latency_ms": json_param({k: round(v, 3) for k, v in timings.items()}),
+        }
         if cold:
             params["fallback"] = "cold_start"
             params["cold_start_users"] = ",".join(str(req.user_ids[j]) for j, _ in cold)
-        res = RecResult(ids, sc, rs, params)
-        res.timings = timings  # type: ignore[attr-defined]
-        return res
+        return RecResult(ids, sc, rs, params, timings)

@@ -1,21 +1,22 @@
 """Online user features for the transformer: Feast (default) or the bundle's user table.
 
-Adapter over :mod:`recsys.feature_store` (``get_store``, ``OnlineUserReader`` -- the same rows as
+Adapter over :mod:`recsys.online` (``get_store``, ``OnlineUserReader`` -- the same rows as
 ``get_user_features`` with less per-call overhead -- and ``append_user_event``): the store and
-reader are built once at load time, never per request. The
-``bundle`` source keeps the model version's ``users.parquet`` in memory plus the events
-received since start-up; it needs no Feast (fast start-up, used by tests and the benchmark's
-"no feature store" configuration).
+reader are built once at load time, never per request. The ``bundle`` source keeps the model
+version's ``users.parquet`` in memory plus the events received since start-up; it needs no
+Feast (fast start-up, used by tests and the benchmark's "no feature store" configuration).
+Both apply an event with :func:`recsys.features.users.append_event`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from recsys.features import USER_FEATURES, UserState
+from recsys.features.users import UserState, append_event
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ class BundleFeatures:
     """User rows from a bundle's users.parquet, updated in memory by events."""
 
     name = "bundle"
+    remote = False  # in memory: no I/O, called directly
 
-    def __init__(self, bundle_dir: str | Path, history_len: int = 50):
+    def __init__(self, bundle_dir: str | Path, history_len: int):
         table = pd.read_parquet(Path(bundle_dir) / "users.parquet")
         self.rows = {int(r["user_id"]): UserState.from_row(r).to_row() for r in table.to_dict("records")}
         self.history_len = history_len
@@ -37,43 +39,58 @@ class BundleFeatures:
     def get(self, user_ids: list[int]) -> dict[int, dict | None]:
         return {int(u): self.rows.get(int(u)) for u in user_ids}
 
-    def append(self, user_id: int, item_id: int, timestamp: int) -> dict:
-        row = self.rows.get(int(user_id))
-        st = UserState.from_row(row) if row else UserState(user_id=int(user_id), first_ts=timestamp, last_ts=timestamp)
-        st.recent_items = (st.recent_items + [int(item_id)])[-self.history_len:]
-        if int(item_id) not in st.seen_items:
-            st.seen_items = st.seen_items + [int(item_id)]
-        st.n_ratings += 1
-        st.last_ts = max(st.last_ts, int(timestamp))
-        self.rows[int(user_id)] = new = st.to_row()
+    def apply(self, event: Any) -> dict:
+        """An event (:class:`recsys.online.events.Event`) applied to the user's row in memory."""
+        row = self.rows.get(int(event.user_id))
+        state = append_event(UserState.from_row(row) if row else None, event.user_id, event.item_id, event.timestamp,
+                             self.history_len, event_type=event.event_type, value=event.value)
+        self.rows[int(event.user_id)] = new = state.to_row()
         return new
 
 
 class FeastFeatures:
-    """Feast online store (SQLite embedded, or Redis when REDIS_URL is set)."""
+    """Feast online store (SQLite embedded, or Redis when REDIS_URL is set).
+
+    The transformer calls it through its ``feature_store`` dependency (deadline + circuit
+    breaker): :meth:`aget` where the store reads asynchronously (Redis), else :meth:`get` on the
+    dependency's thread pool.
+    """
 
     name = "feast"
+    remote = True
 
-    def __init__(self, bundle_dir: str | Path | None, history_len: int = 50, materialize: str = "auto",
+    def __init__(self, bundle_dir: str | Path | None, history_len: int, materialize: str = "auto",
                  repo_path=None, redis_url=None, project=None):
-        from recsys import feature_store as fs  # imports feast lazily inside its functions
+        from recsys.online import feature_store, user_rows  # they import feast lazily, inside their functions
 
-        self.fs = fs
+        self.rows = user_rows
         self.history_len = history_len
-        self.store = fs.get_store(repo_path=repo_path, redis_url=redis_url, project=project)
+        self.store = feature_store.get_store(repo_path=repo_path, redis_url=redis_url, project=project)
+        feature_store.apply_definitions(self.store)  # the registry is a local file: works with the store down
         if bundle_dir is not None and materialize != "never":
-            probe = pd.read_parquet(Path(bundle_dir) / "users.parquet", columns=["user_id"])["user_id"]
-            sample = [int(probe.iloc[0]), int(probe.iloc[-1])] if len(probe) else []
-            have = None
-            try:
-                have = self.fs.get_user_features(self.store, sample) if sample else {}
-            except Exception as exc:  # noqa: BLE001 - registry not applied yet
-                log.info("feature store not materialized yet (%s)", exc)
-            if materialize == "always" or not have or any(v is None for v in have.values()):
-                log.info("materializing %s into the online store", bundle_dir)
-                self.fs.materialize_bundle(self.store, bundle_dir)
+            self._materialize(bundle_dir, always=materialize == "always")
         self.online_store = self.store.config.online_store.type
-        self.reader = fs.OnlineUserReader(self.store)
+        self.reader = user_rows.OnlineUserReader(self.store)
+
+    def _materialize(self, bundle_dir: str | Path, always: bool) -> None:
+        """Push the bundle's rows online when the store lacks them; an unreachable store is not a
+        reason not to start (answers degrade, and the transformer's healer refills the store)."""
+        from recsys.online import feature_store
+
+        probe = pd.read_parquet(Path(bundle_dir) / "users.parquet", columns=["user_id"])["user_id"]
+        sample = [int(probe.iloc[0]), int(probe.iloc[-1])] if len(probe) else []
+        try:
+            have = self.rows.get_user_features(self.store, sample) if sample else {}
+            if always or not have or any(v is None for v in have.values()):
+                log.info("materializing %s into the online store", bundle_dir)
+                feature_store.materialize_bundle(self.store, bundle_dir)
+        except Exception as exc:  # noqa: BLE001 - the store is down at start: degrade, never crash
+            log.warning("online store unreachable at start (%s): answers degrade until it is back, "
+                        "then the model version's rows are refilled", str(exc)[:200])
+
+    @property
+    def reads_async(self) -> bool:
+        return self.reader.reads_async
 
     def get(self, user_ids: list[int]) -> dict[int, dict | None]:
         try:
@@ -81,21 +98,9 @@ class FeastFeatures:
         except Exception as exc:  # noqa: BLE001 - any online-store failure degrades, never 5xx
             raise FeatureStoreDown(str(exc)) from exc
 
-    def append(self, user_id: int, item_id: int, timestamp: int) -> dict:
-        try:
-            return self.fs.append_user_event(self.store, user_id, item_id, timestamp, self.history_len)
-        except Exception as exc:  # noqa: BLE001
-            raise FeatureStoreDown(str(exc)) from exc
+    async def aget(self, user_ids: list[int]) -> dict[int, dict | None]:
+        return await self.reader.aget(list(user_ids))
 
-
-NUMERIC_SKEW = ("n_ratings", "mean_rating", "age", "occupation", "n_recent")
-
-
-def skew_values(row: dict) -> dict[str, float]:
-    """The numeric user features compared with training histograms (see recsys.bundle.user_feature_values)."""
-    return {"n_ratings": float(row.get("n_ratings") or 0), "mean_rating": float(row.get("mean_rating") or 0.0),
-            "age": float(row.get("age") or 0), "occupation": float(row.get("occupation") or 0),
-            "n_recent": float(len(row.get("recent_items") or []))}
-
-
-__all__ = ["BundleFeatures", "FeastFeatures", "FeatureStoreDown", "skew_values", "USER_FEATURES"]
+    def write_rows(self, rows: list[dict]) -> None:
+        """Write whole user rows (the healer refilling rows the store lost)."""
+        self.rows.write_user_rows(self.store, rows)

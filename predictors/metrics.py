@@ -10,9 +10,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 STAGES = ("feature_lookup", "cache", "predictor_call", "retrieval", "ranking", "end_to_end")
-FALLBACK_REASONS = ("cold_start", "redis_down", "feature_store_down", "predictor_down", "predictor_timeout")
+FALLBACK_REASONS = ("cold_start", "redis_down", "feature_store_down", "feature_store_miss", "predictor_down",
+                    "predictor_timeout")
 CACHE_RESULTS = ("hit", "miss", "error")
-ERROR_KINDS = ("bad_request", "internal")
+DEPENDENCIES = ("redis", "feature_store", "predictor", "event_log")
+CALL_OUTCOMES = ("ok", "timeout", "error", "open")
 
 STAGE_LATENCY = Histogram(
     "recommender_stage_latency_seconds", "Latency of one serving stage", ["stage"],
@@ -22,9 +24,20 @@ REQUESTS = Counter("recommender_requests", "Inference requests received", ["serv
 ERRORS = Counter("recommender_errors", "Requests that failed", ["server", "kind"])
 CACHE_REQUESTS = Counter("recommender_cache_requests", "Result-cache lookups", ["result"])
 FALLBACKS = Counter("recommender_fallbacks", "Degraded answers by reason", ["reason"])
-FEATURE_SKEW_KL = Gauge("recommender_feature_skew_kl", "KL divergence of served features vs training histograms", ["feature"])
+FEATURE_SKEW_KL = Gauge(
+    "recommender_feature_skew_kl", "KL divergence of served features vs training histograms", ["feature"]
+)
 MODEL_INFO = Gauge("recommender_model_info", "Model version loaded (value 1)", ["version", "server"])
 REDIS_UP = Gauge("recommender_redis_up", "1 when the transformer reaches Redis, 0 otherwise")
+DEPENDENCY_UP = Gauge("recommender_dependency_up", "1 while a dependency's circuit is closed, 0 while open or probing",
+                      ["dependency"])
+DEPENDENCY_CALLS = Counter("recommender_dependency_calls", "Calls to a dependency by outcome (open: not made, the "
+                           "circuit was open)", ["dependency", "outcome"])
+EVENTS = Counter("recommender_events", "Feedback events acknowledged, by type and where they are durable (log, spool)",
+                 ["event_type", "durable"])
+SPOOL_DEPTH = Gauge("recommender_event_spool_depth", "Events spooled on disk while the event log was unreachable")
+ROWS_HEALED = Counter("recommender_online_rows_healed", "User rows the online store had lost, refilled from the "
+                      "model version")
 
 
 def observe_stage(stage: str, ms: float) -> None:

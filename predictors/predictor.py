@@ -9,33 +9,50 @@ import argparse
 import logging
 
 
-def main() -> None:
-    from kserve import ModelServer
+def build_parser() -> argparse.ArgumentParser:
+    """KServe's model-server parser with the predictor's options."""
     from kserve import model_server
 
-    from recsys.config import get_settings
-    from predictors.artifacts import resolve_model_dir
-    from predictors.predictor_model import InfoModel, RecommenderPredictor
+    from predictors.server import add_request_logs_argument, add_trending_argument
 
     parser = argparse.ArgumentParser(parents=[model_server.parser])
     parser.add_argument("--model_dir", default=None, help="Model bundle directory")
     parser.add_argument("--model_uri", default=None, help="models:/recommender@champion (resolved through MLflow)")
     parser.add_argument("--ranker_threads", type=int, default=1, help="LightGBM threads per request")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
-    from predictors.server import add_request_logs_argument, configure_request_logs, freeze_loaded_heap, install_error_handlers
-
+    add_trending_argument(parser)
     add_request_logs_argument(parser)
-    args, _ = parser.parse_known_args()
-    import torch
+    return parser
 
+
+def main() -> None:
+    import torch
+    from kserve import ModelServer
+
+    from predictors.predictor_model import InfoModel, RecommenderPredictor
+    from predictors.protocol import Limits
+    from predictors.server import (
+        configure_request_logs,
+        freeze_loaded_heap,
+        install_error_handlers,
+        load_or_exit,
+        model_dir_or_exit,
+        settings_or_exit,
+    )
+    from predictors.trending import attach_trending
+
+    args, _ = build_parser().parse_known_args()
     torch.set_num_threads(max(1, args.torch_threads))
-    model_dir = resolve_model_dir(args.model_dir, args.model_uri)
-    settings = get_settings()
-    model = RecommenderPredictor(args.model_name, model_dir, args.ranker_threads, settings.mmr_lambda)
-    model.load()
+    settings = settings_or_exit()
+    model_dir = model_dir_or_exit(args.model_dir, args.model_uri)
+    model = RecommenderPredictor(args.model_name, model_dir, args.ranker_threads, settings.mmr_lambda,
+                                 Limits.from_settings(settings))
+    load_or_exit(model)
+    if args.trending == "feast":
+        attach_trending(model.engine, settings)
     info = InfoModel(f"{args.model_name}-info", model_dir, model.engine)
     info.load()
-    install_error_handlers("predictor")
+    install_error_handlers("predictor", settings.max_request_bytes)
     server = ModelServer(enable_latency_logging=args.request_logs and args.enable_latency_logging)
     configure_request_logs(args.request_logs)
     freeze_loaded_heap()

@@ -14,7 +14,14 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictors import metrics as m
 from predictors.engine import Engine
-from predictors.protocol import FEATURES_INPUT, RECOMMENDER_INPUTS, RECOMMENDER_OUTPUTS, build_response, parse_recommend
+from predictors.protocol import (
+    FEATURES_INPUT,
+    RECOMMENDER_INPUTS,
+    RECOMMENDER_OUTPUTS,
+    Limits,
+    build_response,
+    parse_recommend,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +30,21 @@ def model_info(bundle_dir: str | Path) -> dict:
     """Model-info output: version, index stats, top-10 ranker features by gain (from the bundle files)."""
     p = Path(bundle_dir)
     manifest = orjson.loads((p / "manifest.json").read_bytes())
-    gain = orjson.loads((p / "ranker.json").read_bytes()).get("importance_gain", {}) if (p / "ranker.json").exists() else {}
+    gain = (
+        orjson.loads((p / "ranker.json").read_bytes()).get("importance_gain", {})
+        if (p / "ranker.json").exists()
+        else {}
+    )
     top = sorted(gain.items(), key=lambda kv: -kv[1])[:10]
-    return {"model_version": manifest["version"], "index": manifest.get("index", {}),
-            "top_features_gain": [[n, float(v)] for n, v in top], "serving": manifest.get("serving", {}),
-            "n_items": manifest.get("n_items"), "n_users": manifest.get("n_users"), "metrics": manifest.get("metrics", {})}
+    return {
+        "model_version": manifest["version"],
+        "index": manifest.get("index", {}),
+        "top_features_gain": [[n, float(v)] for n, v in top],
+        "serving": manifest.get("serving", {}),
+        "n_items": manifest.get("n_items"),
+        "n_users": manifest.get("n_users"),
+        "metrics": manifest.get("metrics", {}),
+    }
 
 
 def check_bundle_dir(model_dir: str | Path | None) -> Path:
@@ -39,11 +56,13 @@ def check_bundle_dir(model_dir: str | Path | None) -> Path:
 class RecommenderPredictor(Model):
     """User tower -> FAISS -> channels -> ranker -> MMR -> top-k, seen items removed."""
 
-    def __init__(self, name: str, model_dir: str | Path | None, ranker_threads: int = 1, mmr_lambda: float = 1.0):
+    def __init__(self, name: str, model_dir: str | Path | None, ranker_threads: int = 1, mmr_lambda: float = 1.0,
+                 limits: Limits | None = None):
         super().__init__(name)
         self.model_dir = model_dir
         self.ranker_threads = ranker_threads
         self.mmr_lambda = mmr_lambda
+        self.limits = limits or Limits()
         self.engine: Engine | None = None
 
     def load(self) -> bool:
@@ -61,11 +80,13 @@ class RecommenderPredictor(Model):
     def get_output_types(self) -> list[dict]:
         return RECOMMENDER_OUTPUTS
 
-    async def predict(self, payload: InferRequest, headers: dict | None = None, response_headers: dict | None = None) -> InferResponse:
+    async def predict(
+        self, payload: InferRequest, headers: dict | None = None, response_headers: dict | None = None
+    ) -> InferResponse:
         t0 = time.perf_counter()
         m.REQUESTS.labels("predictor", "recommender").inc()
         try:
-            req = parse_recommend(payload, allow_features=True)
+            req = parse_recommend(payload, allow_features=True, limits=self.limits)
         except InvalidInput:
             m.ERRORS.labels("predictor", "bad_request").inc()
             raise
@@ -75,9 +96,8 @@ class RecommenderPredictor(Model):
         except Exception:
             m.ERRORS.labels("predictor", "internal").inc()
             raise
-        t = result.timings  # type: ignore[attr-defined]
-        m.observe_stage("retrieval", t["retrieval"])
-        m.observe_stage("ranking", t["ranking"])
+        m.observe_stage("retrieval", result.timings["retrieval"])
+        m.observe_stage("ranking", result.timings["ranking"])
         if result.params.get("fallback"):
             m.FALLBACKS.labels("cold_start").inc()
         m.observe_stage("end_to_end", (time.perf_counter() - t0) * 1e3)
@@ -106,7 +126,13 @@ class InfoModel(Model):
     def get_output_types(self) -> list[dict]:
         return [{"name": "info", "datatype": "BYTES", "shape": [1]}]
 
-    async def predict(self, payload: InferRequest, headers: dict | None = None, response_headers: dict | None = None) -> InferResponse:
+    async def predict(
+        self, payload: InferRequest, headers: dict | None = None, response_headers: dict | None = None
+    ) -> InferResponse:
         out = InferOutput("info", [1], "BYTES", data=[orjson.dumps(self.info).decode()])
-        return InferResponse(response_id=str(getattr(payload, "id", None) or "info"), model_name=self.name, infer_outputs=[out],
-                             parameters={"model_version": self.info["model_version"]})
+        return InferResponse(
+            response_id=str(getattr(payload, "id", None) or "info"),
+            model_name=self.name,
+            infer_outputs=[out],
+            parameters={"model_version": self.info["model_version"]},
+        )

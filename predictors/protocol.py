@@ -6,19 +6,20 @@ INVALID_ARGUMENT) with a message naming the field. See docs/serving.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, to_http_parameters
 
+from predictors.tensors import flat, ids, ints, shape_of, values
+
 MAX_K = 100
 DEFAULT_K = 10
-MAX_BATCH = 256
-MAX_HISTORY = 500
-EVENT_TYPES = ("view", "click", "rating", "watch", "purchase", "skip")
 
 RECOMMENDER_INPUTS = [
     {"name": "user_id", "datatype": "INT64", "shape": [-1]},
@@ -35,13 +36,44 @@ RECOMMENDER_OUTPUTS = [
 ]
 # Predictor only (sent by the transformer): the user's online feature row as JSON, "" = unknown.
 FEATURES_INPUT = {"name": "features", "datatype": "BYTES", "shape": [-1], "optional": True}
+# The event contract is recsys.online.events.Event; these are its V2 inputs (all [1]).
 EVENT_INPUTS = [
     {"name": "user_id", "datatype": "INT64", "shape": [1]},
     {"name": "item_id", "datatype": "INT64", "shape": [1]},
     {"name": "event_type", "datatype": "BYTES", "shape": [1], "optional": True},
     {"name": "timestamp", "datatype": "INT64", "shape": [1], "optional": True},
+    {"name": "event_id", "datatype": "BYTES", "shape": [1], "optional": True},
+    {"name": "value", "datatype": "FP64", "shape": [1], "optional": True},
+    {"name": "progress", "datatype": "FP64", "shape": [1], "optional": True},
+    {"name": "session_id", "datatype": "BYTES", "shape": [1], "optional": True},
+    {"name": "position", "datatype": "INT64", "shape": [1], "optional": True},
+    {"name": "request_id", "datatype": "BYTES", "shape": [1], "optional": True},
+    {"name": "variant", "datatype": "BYTES", "shape": [1], "optional": True},
 ]
-EVENT_OUTPUTS = [{"name": "accepted", "datatype": "BOOL", "shape": [1]}, {"name": "history_len", "datatype": "INT64", "shape": [1]}]
+EVENT_OUTPUTS = [
+    {"name": "accepted", "datatype": "BOOL", "shape": [1]},
+    {"name": "event_id", "datatype": "BYTES", "shape": [1]},
+]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry (MAX_BATCH_USERS, MAX_HISTORY_ITEMS, EVENT_MAX_*_SECONDS)."""
+
+    max_batch: int = 256
+    max_history: int = 500
+    event_max_past: int = 7 * 86_400
+    event_max_future: int = 300
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        return cls(settings.max_batch_users, settings.max_history_items, settings.event_max_past_seconds,
+                   settings.event_max_future_seconds)
+
+    @staticmethod
+    def describe(ts: int) -> str:
+        """An epoch-seconds timestamp as a UTC date (clamped to what datetime can show)."""
+        return dt.datetime.fromtimestamp(max(min(ts, 253402300799), -62135596800), dt.UTC).isoformat()
 
 
 @dataclass
@@ -64,72 +96,12 @@ class RecResult:
     scores: list[list[float]]
     retrieval_scores: list[list[float]]
     params: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # model stages, milliseconds
 
 
 # ---------------------------------------------------------------------------------- parsing
-def _flat(data) -> list:
-    out: list = []
-    stack = [data]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, (list, tuple)):
-            stack.extend(reversed(x))
-        else:
-            out.append(x)
-    return out
-
-
-def _values(inp: InferInput) -> list:
-    if getattr(inp, "_raw_data", None) is not None:
-        try:
-            return inp.as_numpy().ravel().tolist()
-        except Exception as exc:  # noqa: BLE001 - malformed binary tensor
-            raise InvalidInput(f"{inp.name}: cannot decode binary data ({exc})") from exc
-    data = inp.data
-    if data is None:
-        raise InvalidInput(f"{inp.name}: no data")
-    if isinstance(data, np.ndarray):
-        return data.ravel().tolist()
-    if not isinstance(data, (list, tuple)):
-        data = [data]
-    return _flat(data)
-
-
-def _shape(inp: InferInput) -> list[int]:
-    shape = inp.shape
-    try:
-        shape = [int(s) for s in shape]
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{inp.name}: shape must be a list of integers, got {shape!r}") from exc
-    if any(s < 0 for s in shape):
-        raise InvalidInput(f"{inp.name}: shape must not hold negative sizes, got {shape}")
-    return shape
-
-
-def _ints(inp: InferInput, name: str) -> list[int]:
-    if inp.datatype not in ("INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"):
-        raise InvalidInput(f"{name}: datatype must be INT64, got {inp.datatype}")
-    vals = _values(inp)
-    out = []
-    for v in vals:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)
-            else:
-                raise InvalidInput(f"{name}: values must be integers, got {v!r}")
-        out.append(int(v))
-    return out
-
-
-def _check_numel(inp: InferInput, name: str, vals: list, shape: list[int]) -> None:
-    if int(np.prod(shape)) != len(vals):
-        raise InvalidInput(f"{name}: shape {shape} does not match {len(vals)} values")
-
-
-def parse_recommend(req: InferRequest, *, allow_features: bool = False) -> RecRequest:
-    """Validate a V2 recommend request (user_id, k, history, use_cache[, features])."""
+def _inputs_by_name(req: InferRequest, known: set[str]) -> dict[str, InferInput]:
     inputs: dict[str, InferInput] = {}
-    known = {"user_id", "k", "history", "use_cache"} | ({"features"} if allow_features else set())
     for inp in req.inputs or []:
         name = getattr(inp, "name", None)
         if name not in known:
@@ -137,109 +109,91 @@ def parse_recommend(req: InferRequest, *, allow_features: bool = False) -> RecRe
         if name in inputs:
             raise InvalidInput(f"{name}: given more than once")
         inputs[name] = inp
+    return inputs
+
+
+def _parse_user_ids(inputs: dict[str, InferInput], limits: Limits) -> list[int]:
     if "user_id" not in inputs:
         raise InvalidInput("user_id: required input is missing (INT64 [B])")
     uid = inputs["user_id"]
-    shape = _shape(uid)
-    users = _ints(uid, "user_id")
+    shape = shape_of(uid)
     if len(shape) != 1:
         raise InvalidInput(f"user_id: shape must be [B], got {shape}")
-    _check_numel(uid, "user_id", users, shape)
+    users = ids(uid, "user_id", shape)
     if not users:
         raise InvalidInput("user_id: needs at least one user")
-    if len(users) > MAX_BATCH:
-        raise InvalidInput(f"user_id: at most {MAX_BATCH} users per request, got {len(users)}")
+    if len(users) > limits.max_batch:
+        raise InvalidInput(f"user_id: at most {limits.max_batch} users per request, got {len(users)}")
+    return users
+
+
+def _parse_k(inp: InferInput) -> int:
+    ks = ints(inp, "k")
+    if len(ks) != 1 or shape_of(inp) not in ([1], []):
+        raise InvalidInput(f"k: shape must be [1], got {inp.shape}")
+    if not 1 <= ks[0] <= MAX_K:
+        raise InvalidInput(f"k: must be between 1 and {MAX_K}, got {ks[0]}")
+    return ks[0]
+
+
+def _parse_history(inp: InferInput, n_users: int, limits: Limits) -> list[int]:
+    hshape = shape_of(inp)
+    if len(hshape) != 2 or hshape[0] != 1:
+        raise InvalidInput(f"history: shape must be [1, H], got {hshape}")
+    hist = ids(inp, "history", hshape)
+    if n_users != 1:
+        raise InvalidInput("history: only with a single user_id (B = 1)")
+    if len(hist) > limits.max_history:
+        raise InvalidInput(f"history: at most {limits.max_history} items, got {len(hist)}")
+    return hist
+
+
+def _parse_use_cache(inp: InferInput) -> bool:
+    if inp.datatype != "BOOL":
+        raise InvalidInput(f"use_cache: datatype must be BOOL, got {inp.datatype}")
+    vals = values(inp)
+    if len(vals) != 1 or not isinstance(vals[0], (bool, np.bool_)):
+        raise InvalidInput(f"use_cache: must be one boolean, got {vals!r}")
+    return bool(vals[0])
+
+
+def _parse_features(inp: InferInput, n_users: int) -> list[dict | None]:
+    if inp.datatype != "BYTES":
+        raise InvalidInput(f"features: datatype must be BYTES, got {inp.datatype}")
+    vals = values(inp)
+    if len(vals) != n_users:
+        raise InvalidInput(f"features: one entry per user_id expected, got {len(vals)}")
+    rows: list[dict | None] = []
+    for v in vals:
+        if isinstance(v, str):
+            v = v.encode()
+        if not v:
+            rows.append(None)
+            continue
+        try:
+            rows.append(orjson.loads(v))
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"features: not valid JSON ({exc})") from exc
+    return rows
+
+
+def parse_recommend(req: InferRequest, *, allow_features: bool = False, limits: Limits | None = None) -> RecRequest:
+    """Validate a V2 recommend request (user_id, k, history, use_cache[, features])."""
+    limits = limits or Limits()
+    inputs = _inputs_by_name(
+        req, {"user_id", "k", "history", "use_cache"} | ({"features"} if allow_features else set())
+    )
+    users = _parse_user_ids(inputs, limits)
     out = RecRequest(user_ids=users, request_id=str(req.id or uuid.uuid4().hex))
     if "k" in inputs:
-        ks = _ints(inputs["k"], "k")
-        if len(ks) != 1 or _shape(inputs["k"]) not in ([1], []):
-            raise InvalidInput(f"k: shape must be [1], got {inputs['k'].shape}")
-        if not 1 <= ks[0] <= MAX_K:
-            raise InvalidInput(f"k: must be between 1 and {MAX_K}, got {ks[0]}")
-        out.k = ks[0]
+        out.k = _parse_k(inputs["k"])
     if "history" in inputs:
-        h = inputs["history"]
-        hshape = _shape(h)
-        hist = _ints(h, "history")
-        if len(hshape) != 2 or hshape[0] != 1:
-            raise InvalidInput(f"history: shape must be [1, H], got {hshape}")
-        _check_numel(h, "history", hist, hshape)
-        if len(users) != 1:
-            raise InvalidInput("history: only with a single user_id (B = 1)")
-        if len(hist) > MAX_HISTORY:
-            raise InvalidInput(f"history: at most {MAX_HISTORY} items, got {len(hist)}")
-        out.history = hist
+        out.history = _parse_history(inputs["history"], len(users), limits)
     if "use_cache" in inputs:
-        c = inputs["use_cache"]
-        if c.datatype != "BOOL":
-            raise InvalidInput(f"use_cache: datatype must be BOOL, got {c.datatype}")
-        vals = _values(c)
-        if len(vals) != 1 or not isinstance(vals[0], (bool, np.bool_)):
-            raise InvalidInput(f"use_cache: must be one boolean, got {vals!r}")
-        out.use_cache = bool(vals[0])
+        out.use_cache = _parse_use_cache(inputs["use_cache"])
     if "features" in inputs:
-        f = inputs["features"]
-        if f.datatype != "BYTES":
-            raise InvalidInput(f"features: datatype must be BYTES, got {f.datatype}")
-        vals = _values(f)
-        if len(vals) != len(users):
-            raise InvalidInput(f"features: one entry per user_id expected, got {len(vals)}")
-        rows = []
-        for v in vals:
-            if isinstance(v, str):
-                v = v.encode()
-            if not v:
-                rows.append(None)
-                continue
-            try:
-                rows.append(orjson.loads(v))
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInput(f"features: not valid JSON ({exc})") from exc
-        out.features = rows
+        out.features = _parse_features(inputs["features"], len(users))
     return out
-
-
-@dataclass
-class Event:
-    user_id: int
-    item_id: int
-    event_type: str
-    timestamp: int
-
-
-def parse_event(req: InferRequest, now: int) -> Event:
-    """Validate a V2 feedback event (user_id, item_id, event_type, timestamp)."""
-    inputs = {}
-    for inp in req.inputs or []:
-        if inp.name not in ("user_id", "item_id", "event_type", "timestamp"):
-            raise InvalidInput(f"{inp.name}: unknown input (expected user_id, item_id, event_type, timestamp)")
-        inputs[inp.name] = inp
-
-    def one_int(name: str, required: bool) -> int | None:
-        if name not in inputs:
-            if required:
-                raise InvalidInput(f"{name}: required input is missing (INT64 [1])")
-            return None
-        vals = _ints(inputs[name], name)
-        if len(vals) != 1:
-            raise InvalidInput(f"{name}: shape must be [1], got {inputs[name].shape}")
-        return vals[0]
-
-    user_id = one_int("user_id", True)
-    item_id = one_int("item_id", True)
-    ts = one_int("timestamp", False)
-    etype = "view"
-    if "event_type" in inputs:
-        e = inputs["event_type"]
-        if e.datatype != "BYTES":
-            raise InvalidInput(f"event_type: datatype must be BYTES, got {e.datatype}")
-        vals = _values(e)
-        if len(vals) != 1:
-            raise InvalidInput("event_type: shape must be [1]")
-        etype = vals[0].decode() if isinstance(vals[0], bytes) else str(vals[0])
-        if etype not in EVENT_TYPES:
-            raise InvalidInput(f"event_type: must be one of {list(EVENT_TYPES)}, got {etype!r}")
-    return Event(int(user_id), int(item_id), etype, int(ts if ts is not None else now))
 
 
 # ---------------------------------------------------------------------------------- responses
@@ -247,7 +201,9 @@ def _pad(rows: list[list], k: int, fill) -> list:
     return [list(r[:k]) + [fill] * (k - len(r[:k])) for r in rows]
 
 
-def build_response(model_name: str, request_id: str, result: RecResult, k: int, titles: dict[int, tuple[str, str]]) -> InferResponse:
+def build_response(
+    model_name: str, request_id: str, result: RecResult, k: int, titles: dict[int, tuple[str, str]]
+) -> InferResponse:
     """The recommender's V2 response: item_id, score, retrieval_score, title, genres [B, k]."""
     b = len(result.item_ids)
     ids = _pad(result.item_ids, k, -1)
@@ -256,7 +212,9 @@ def build_response(model_name: str, request_id: str, result: RecResult, k: int, 
     outputs = [
         InferOutput("item_id", [b, k], "INT64", data=flat_ids),
         InferOutput("score", [b, k], "FP32", data=[float(x) for r in _pad(result.scores, k, 0.0) for x in r]),
-        InferOutput("retrieval_score", [b, k], "FP32", data=[float(x) for r in _pad(result.retrieval_scores, k, 0.0) for x in r]),
+        InferOutput(
+            "retrieval_score", [b, k], "FP32", data=[float(x) for r in _pad(result.retrieval_scores, k, 0.0) for x in r]
+        ),
         InferOutput("title", [b, k], "BYTES", data=[m[0] for m in meta]),
         InferOutput("genres", [b, k], "BYTES", data=[m[1] for m in meta]),
     ]
@@ -270,7 +228,9 @@ def result_from_response(resp: InferResponse) -> RecResult:
     b, k = [int(s) for s in outs["item_id"].shape]
 
     def rows(name, cast):
-        vals = _flat(outs[name].data) if not isinstance(outs[name].data, np.ndarray) else outs[name].data.ravel().tolist()
+        vals = (
+            flat(outs[name].data) if not isinstance(outs[name].data, np.ndarray) else outs[name].data.ravel().tolist()
+        )
         return [[cast(v) for v in vals[i * k:(i + 1) * k]] for i in range(b)]
 
     ids = rows("item_id", int)

@@ -10,68 +10,107 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
+from typing import Any
 
 
-def main() -> None:
-    from kserve import ModelServer, model_server
-    from kserve.predictor_config import PredictorConfig
+def build_parser() -> argparse.ArgumentParser:
+    """KServe's model-server parser with the transformer's options."""
+    from kserve import model_server
 
-    from recsys.config import get_settings
-    from predictors.artifacts import resolve_model_dir
-    from predictors.cache import ResultCache
-    from predictors.features import BundleFeatures, FeastFeatures
-    from predictors.predictor_model import InfoModel
-    from predictors.transformer_model import EventsModel, RecommenderTransformer
+    from predictors.server import add_request_logs_argument, add_trending_argument
 
     parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
     parser.add_argument("--model_dir", default=None, help="Model bundle directory (popularity fallback, titles)")
     parser.add_argument("--model_uri", default=None, help="models:/recommender@champion (resolved through MLflow)")
     parser.add_argument("--feature_source", choices=("feast", "bundle"), default="feast",
-                        help="feast: Feast online store (SQLite, or Redis with REDIS_URL); bundle: the bundle's users.parquet in memory")
+                        help="feast: Feast online store (SQLite, or Redis with REDIS_URL); "
+                             "bundle: the bundle's users.parquet in memory")
     parser.add_argument("--materialize", choices=("auto", "always", "never"), default="auto",
                         help="auto: push the bundle's users to the online store when they are not there")
     parser.add_argument("--no_cache", action="store_true", help="Disable the Redis result cache even with REDIS_URL")
-    parser.add_argument("--collocated", action="store_true", help="Hold the recommender in this process (no predictor hop)")
+    parser.add_argument("--collocated", action="store_true",
+                        help="Hold the recommender in this process (no predictor hop)")
     parser.add_argument("--ranker_threads", type=int, default=1)
     parser.add_argument("--events_model_name", default="events")
-    parser.add_argument("--cache_prefix", default="recsys:rec", help="Redis key prefix of the result cache")
+    parser.add_argument("--cache_prefix", default=None,
+                        help="Redis key prefix of the result cache (default CACHE_PREFIX)")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch intra-op threads (1: one user per request)")
-    from predictors.server import add_request_logs_argument, configure_request_logs, freeze_loaded_heap, install_error_handlers
-
+    add_trending_argument(parser)
     add_request_logs_argument(parser)
-    args, _ = parser.parse_known_args()
-    import torch
+    return parser
 
-    torch.set_num_threads(max(1, args.torch_threads))
+
+def features_factory(args: argparse.Namespace, model_dir: str | None) -> Callable[[], Any]:
+    """Builds the online-feature source at load time (Feast, or the bundle's user table)."""
+    from predictors.features import BundleFeatures, FeastFeatures
+    from recsys.artifacts.bundle import read_manifest
+    from recsys.config import get_settings
+
     s = get_settings()
-    model_dir = resolve_model_dir(args.model_dir, args.model_uri)
-    from recsys.bundle import read_manifest
-
     # The model version's own history length (what its user tower was trained on).
-    history_len = int(read_manifest(model_dir).get("settings", {}).get("history_len", s.history_len)) if model_dir else s.history_len
+    manifest_settings = read_manifest(model_dir).get("settings", {}) if model_dir else {}
+    history_len = int(manifest_settings.get("history_len", s.history_len))
 
-    def features():
+    def build() -> Any:
         if args.feature_source == "bundle":
             return BundleFeatures(model_dir, history_len)
-        return FeastFeatures(model_dir, history_len, args.materialize, repo_path=s.feast_repo_path, redis_url=s.redis_url,
-                             project=s.feast_project)
+        return FeastFeatures(model_dir, history_len, args.materialize, repo_path=s.feast_repo_path,
+                             redis_url=s.redis_url, project=s.feast_project)
 
-    cache = ResultCache(s.redis_url, s.cache_ttl_seconds, prefix=args.cache_prefix) if s.redis_url and not args.no_cache else None
-    model = RecommenderTransformer(args.model_name, model_dir, features, cache, s.predictor_timeout_seconds,
-                                   collocated=args.collocated, ranker_threads=args.ranker_threads, mmr_lambda=s.mmr_lambda)
-    model.load()
-    events = EventsModel(args.events_model_name, model)
+    return build
+
+
+def main() -> None:
+    import torch
+    from kserve import ModelServer
+    from kserve.predictor_config import PredictorConfig
+
+    from predictors.cache import ResultCache
+    from predictors.events_model import EventsModel
+    from predictors.predictor_model import InfoModel
+    from predictors.server import (
+        configure_request_logs,
+        freeze_loaded_heap,
+        install_error_handlers,
+        load_or_exit,
+        model_dir_or_exit,
+        settings_or_exit,
+    )
+    from predictors.spool import EventSpool
+    from predictors.transformer_model import RecommenderTransformer
+    from recsys.online.event_log import open_log
+
+    parser = build_parser()
+    args, _ = parser.parse_known_args()
+    if not args.collocated and not args.predictor_host:
+        parser.error("--predictor_host is required unless --collocated")
+    torch.set_num_threads(max(1, args.torch_threads))
+    s = settings_or_exit()
+    model_dir = model_dir_or_exit(args.model_dir, args.model_uri)
+    cache = (ResultCache(s.redis_url, s.cache_ttl_seconds, prefix=args.cache_prefix or s.cache_prefix,
+                         timeout=s.cache_timeout_seconds)
+             if s.redis_url and not args.no_cache else None)
+    event_log = open_log(s.redis_url, s.runs_dir, stream=s.event_stream)
+    model = RecommenderTransformer(args.model_name, model_dir, features_factory(args, model_dir), cache,
+                                   collocated=args.collocated, ranker_threads=args.ranker_threads, settings=s,
+                                   event_log=event_log)
+    load_or_exit(model)
+    if model.engine is not None and args.trending == "feast":
+        from predictors.trending import attach_trending
+
+        attach_trending(model.engine, s)
+    events = EventsModel(args.events_model_name, model, EventSpool(s.spool_path(), s.spool_max_bytes))
     events.load()
     info = InfoModel(f"{args.model_name}-info", model_dir)
     info.load()
     config = None
     if not args.collocated:
-        if not args.predictor_host:
-            parser.error("--predictor_host is required unless --collocated")
         config = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
                                  max(1, int(round(s.predictor_timeout_seconds))), 0, args.enable_predictor_health_check)
-    install_error_handlers("transformer")
-    server = ModelServer(predictor_config=config, enable_latency_logging=args.request_logs and args.enable_latency_logging)
+    install_error_handlers("transformer", s.max_request_bytes)
+    server = ModelServer(predictor_config=config,
+                         enable_latency_logging=args.request_logs and args.enable_latency_logging)
     configure_request_logs(args.request_logs)
     freeze_loaded_heap()
     server.start([model, events, info])

@@ -5,6 +5,7 @@ picked at run time, a private redis-server for the tests that stop Redis."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,10 +40,15 @@ class Server:
     def _launch(self, http_port: int, grpc_port: int) -> None:
         self.http_port, self.grpc_port = http_port, grpc_port
         self.url = f"http://127.0.0.1:{http_port}"
-        self.proc = subprocess.Popen([sys.executable, *self.args, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
-                                     cwd=REPO, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.args, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
 
-    def wait_ready(self, timeout: float = 120) -> "Server":
+    def wait_ready(self, timeout: float = 120) -> Server:
         end = time.monotonic() + timeout
         relaunched = False
         while time.monotonic() < end:
@@ -80,14 +85,18 @@ def server_env(**extra) -> dict:
     return env
 
 
-def start_predictor(bundle: Path, tmp: Path, name: str) -> Server:
-    return Server(["-m", "predictors.predictor", "--model_name", "recommender", "--model_dir", str(bundle)],
-                  server_env(RANKER_COMPILE_DIR=tmp / "compiled"), tmp / f"{name}.log", free_port(), free_port())
+def start_predictor(bundle: Path, tmp: Path, name: str, trending: str = "off", **env) -> Server:
+    """A predictor (trending counts off unless asked: no stream behind most tests, and Feast's
+    import is seconds)."""
+    return Server(["-m", "predictors.predictor", "--model_name", "recommender", "--model_dir", str(bundle),
+                   "--trending", trending],
+                  server_env(RANKER_COMPILE_DIR=tmp / "compiled", **env), tmp / f"{name}.log", free_port(), free_port())
 
 
 def start_transformer(bundle: Path, tmp: Path, name: str, predictor_host: str, extra_args=(), **env) -> Server:
+    env.setdefault("RUNS_DIR", str(tmp / f"runs-{name}"))  # its own event log, spool and Feast state
     return Server(["-m", "predictors.transformer", "--model_name", "recommender", "--predictor_host", predictor_host,
-                   "--predictor_protocol", "v2", "--model_dir", str(bundle), *extra_args],
+                   "--predictor_protocol", "v2", "--model_dir", str(bundle), "--trending", "off", *extra_args],
                   server_env(**env), tmp / f"{name}.log", free_port(), free_port())
 
 
@@ -119,6 +128,19 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, connections refused (a crashed Redis); nothing kept (no persistence)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel but nothing answers (a hung Redis)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
 
     @property
     def url(self) -> str:

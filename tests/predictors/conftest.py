@@ -28,9 +28,16 @@ def stack(bundle_dir, tmp_path_factory):
     st.predictor_b = start_predictor(bundle_dir, tmp, "predictor-b")
     common = ["--feature_source", "bundle"]
     st.transformer = start_transformer(bundle_dir, tmp, "transformer", f"127.0.0.1:{st.predictor.http_port}",
-                                       [*common, "--cache_prefix", prefix], REDIS_URL="redis://127.0.0.1:6379/0")
-    st.transformer_b = start_transformer(bundle_dir, tmp, "transformer-b", f"127.0.0.1:{st.predictor_b.http_port}",
-                                         [*common, "--cache_prefix", prefix, "--enable_predictor_health_check"], REDIS_URL=own_redis.url)
+                                       [*common, "--cache_prefix", prefix], REDIS_URL="redis://127.0.0.1:6379/0",
+                                       EVENT_STREAM=f"{prefix}:events")
+    st.transformer_b = start_transformer(
+        bundle_dir,
+        tmp,
+        "transformer-b",
+        f"127.0.0.1:{st.predictor_b.http_port}",
+        [*common, "--cache_prefix", prefix, "--enable_predictor_health_check"],
+        REDIS_URL=own_redis.url,
+    )
     st.transformer_slow = start_transformer(bundle_dir, tmp, "transformer-slow", f"127.0.0.1:{hang.getsockname()[1]}",
                                             common, PREDICTOR_TIMEOUT_SECONDS="0.3")
     servers = [st.predictor, st.predictor_b, st.transformer, st.transformer_b, st.transformer_slow]

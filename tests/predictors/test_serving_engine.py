@@ -8,7 +8,7 @@ import pytest
 
 from predictors.engine import Engine
 from predictors.protocol import RecRequest
-from recsys.ranking import CompiledTrees, Ranker
+from recsys.models.ranker import CompiledTrees, Ranker
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,9 @@ def requests(engine: Engine) -> list[RecRequest]:
     users = sorted(engine.states)[:40]
     reqs = [RecRequest(user_ids=[u], k=20) for u in users]
     reqs.append(RecRequest(user_ids=users[:8], k=10))  # a batch
-    reqs.append(RecRequest(user_ids=[10**9], k=10, history=[int(i) for i in engine.bundle.catalog.item_ids[:5]]))  # session only
+    reqs.append(
+        RecRequest(user_ids=[10**9], k=10, history=[int(i) for i in engine.bundle.catalog.item_ids[:5]])
+    )  # session only
     return reqs
 
 
@@ -34,14 +36,18 @@ def assert_same_answers(a: Engine, b: Engine) -> None:
         ra, rb = a.recommend(req), b.recommend(req)
         assert ra.item_ids == rb.item_ids, req.user_ids
         np.testing.assert_allclose(np.array(ra.scores, float), np.array(rb.scores, float), rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(np.array(ra.retrieval_scores, float), np.array(rb.retrieval_scores, float), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.array(ra.retrieval_scores, float), np.array(rb.retrieval_scores, float), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_optimized_engine_answers_like_the_plain_models(bundle_dir, plain, compile_dir):
     fast = Engine.from_dir(bundle_dir, ranker_backend="compiled", compile_dir=compile_dir)
     assert (fast.ranker_backend, fast.user_tower_backend) == ("compiled", "torchscript")
     assert (plain.ranker_backend, plain.user_tower_backend) == ("lightgbm", "eager")
-    assert fast.info()["serving"]["ranker_backend"] == "compiled" and fast.info()["serving"]["user_vector_memo"] == len(fast.states)
+    assert fast.info()["serving"]["ranker_backend"] == "compiled" and fast.info()["serving"]["user_vector_memo"] == len(
+        fast.states
+    )
     assert_same_answers(plain, fast)
 
 
@@ -105,5 +111,7 @@ def test_user_vector_memo_is_keyed_by_the_towers_inputs(bundle_dir, plain):
     misses = tt.memo_misses
     np.testing.assert_allclose(tt.embed_users([moved]), plain.rec.two_tower.embed_users([moved]), rtol=1e-5, atol=1e-6)
     assert tt.memo_misses == misses + 1 and tt.embed_users([moved]) is not None and tt.memo_hits == hits + 5
-    np.testing.assert_allclose(tt.embed_users(states[4:]), want[4:], rtol=1e-5, atol=1e-6)  # more misses: capacity 5 holds
+    np.testing.assert_allclose(
+        tt.embed_users(states[4:]), want[4:], rtol=1e-5, atol=1e-6
+    )  # more misses: capacity 5 holds
     assert len(tt._memo) == 5

@@ -1,0 +1,172 @@
+"""``events``: V2 infer with one feedback event -> acknowledged once it is durable.
+
+The event (:class:`recsys.online.events.Event`: user_id, item_id, event_type, timestamp,
+event_id, value, progress, session_id, position, request_id, variant) is validated (400 naming
+the field), then written to the event log under its deadline; when the log does not answer it is
+spooled on disk instead, and when the spool is full the answer is 503 with Retry-After. The
+stream consumer applies logged events to the online features and archives them; with the
+in-memory ``bundle`` feature source (no shared store) the transformer applies the event itself.
+The user's cached answers are dropped either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from kserve import Model
+from kserve.errors import InvalidInput, ServerNotReady
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+
+from predictors import metrics as m
+from predictors.protocol import EVENT_INPUTS, EVENT_OUTPUTS, Limits
+from predictors.resilience import CircuitBreaker, Dependency, DependencyDown
+from predictors.spool import EventSpool, SpoolFull
+from predictors.tensors import ints, values
+from recsys.online.events import Event, EventError, parse_event_fields
+
+if TYPE_CHECKING:
+    from predictors.transformer_model import RecommenderTransformer
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
+DRAIN_EVERY_SECONDS = 1.0
+INT_FIELDS = ("user_id", "item_id", "timestamp", "position")
+FLOAT_FIELDS = ("value", "progress")
+TEXT_FIELDS = ("event_type", "event_id", "session_id", "request_id", "variant")
+
+
+class EventLogUnavailable(ServerNotReady):
+    """Neither the event log nor the spool can take the event: 503 with Retry-After (gRPC UNAVAILABLE)."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.reason = detail
+
+
+def _one(inp: InferInput, name: str) -> Any:
+    if name in INT_FIELDS:
+        vals: list[Any] = ints(inp, name)
+    elif name in FLOAT_FIELDS:
+        if inp.datatype not in ("FP64", "FP32", "FP16", "INT64", "INT32"):
+            raise InvalidInput(f"{name}: datatype must be FP64, got {inp.datatype}")
+        vals = [float(v) for v in values(inp)]
+    else:
+        if inp.datatype != "BYTES":
+            raise InvalidInput(f"{name}: datatype must be BYTES, got {inp.datatype}")
+        vals = [v.decode() if isinstance(v, bytes) else str(v) for v in values(inp)]
+    if len(vals) != 1:
+        raise InvalidInput(f"{name}: shape must be [1], got {inp.shape}")
+    return vals[0]
+
+
+def parse_event(req: InferRequest, now: int, limits: Limits) -> Event:
+    """Validate a V2 feedback event; every mistake is InvalidInput naming the field."""
+    known = INT_FIELDS + FLOAT_FIELDS + TEXT_FIELDS
+    fields: dict[str, Any] = {}
+    for inp in req.inputs or []:
+        if inp.name not in known:
+            raise InvalidInput(f"{inp.name}: unknown input (expected {', '.join(known)})")
+        if inp.name in fields:
+            raise InvalidInput(f"{inp.name}: given more than once")
+        fields[inp.name] = _one(inp, inp.name)
+    for name in ("user_id", "item_id"):
+        if name not in fields:
+            raise InvalidInput(f"{name}: required input is missing (INT64 [1])")
+    ts = fields.setdefault("timestamp", now)
+    if ts > now + limits.event_max_future or ts < now - limits.event_max_past:
+        raise InvalidInput(f"timestamp: {ts} ({limits.describe(ts)}) is not within {limits.event_max_past} s before "
+                           f"to {limits.event_max_future} s after now (epoch seconds)")
+    try:
+        return parse_event_fields(fields)
+    except EventError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+class EventsModel(Model):
+    """Feedback events, served by the transformer next to the recommender (same log, same cache)."""
+
+    def __init__(self, name: str, transformer: RecommenderTransformer, spool: EventSpool | None = None):
+        super().__init__(name)
+        self.transformer = transformer
+        self.spool = spool
+        self._drainer: asyncio.Task | None = None
+        # The spool is local disk: its own thread pool and deadline, never the log's open circuit.
+        self._disk = Dependency("spool", 5.0, CircuitBreaker("spool", failure_threshold=1_000_000, open_seconds=0.0))
+
+    def load(self) -> bool:
+        self.ready = True
+        return True
+
+    def get_input_types(self) -> list[dict]:
+        return EVENT_INPUTS
+
+    def get_output_types(self) -> list[dict]:
+        return EVENT_OUTPUTS
+
+    def validate(self, payload):
+        return payload
+
+    async def _log(self, event: Event) -> str:
+        """Durable: in the log, or in the spool when the log does not answer. Returns where."""
+        t = self.transformer
+        try:
+            await t.append_event(event)
+            return "log"
+        except DependencyDown as exc:
+            if self.spool is None:
+                raise EventLogUnavailable(f"event log unreachable ({exc}) and no spool") from exc
+        try:
+            await self._disk.run(self.spool.append, event)
+        except SpoolFull as exc:
+            raise EventLogUnavailable(f"{exc}; retry after {RETRY_AFTER_SECONDS} s") from exc
+        except DependencyDown as exc:
+            raise EventLogUnavailable(f"event spool not writable ({exc})") from exc
+        self._start_drainer()
+        return "spool"
+
+    def _start_drainer(self) -> None:
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Replay the spool into the log once it answers again."""
+        t = self.transformer
+        while self.spool is not None and self.spool.depth():
+            try:
+                n = await t.deps["event_log"].run(self.spool.drain, t.event_log.append, deadline=60.0)
+                log.warning("event log reachable again: %d spooled events replayed", n)
+            except DependencyDown:
+                await asyncio.sleep(DRAIN_EVERY_SECONDS)
+            m.SPOOL_DEPTH.set(self.spool.depth())
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None,
+                      response_headers: dict | None = None) -> InferResponse:
+        m.REQUESTS.labels("transformer", "events").inc()
+        t = self.transformer
+        try:
+            event = parse_event(payload, int(time.time()), t.limits)
+        except InvalidInput:
+            m.ERRORS.labels("transformer", "bad_request").inc()
+            raise
+        durable = await self._log(event)
+        m.EVENTS.labels(event.event_type, durable).inc()
+        if durable == "spool":
+            m.SPOOL_DEPTH.set(self.spool.depth())
+        params: dict = {"model_version": t.version, "event_type": event.event_type, "durable": durable}
+        if not t.features_shared:
+            t.features.apply(event)  # in-memory rows: no consumer sees them, apply here
+        if t.cache is not None:
+            try:
+                await t.deps["redis"].call(lambda: t.cache.invalidate(event.user_id))
+            except DependencyDown:
+                params["fallback"] = "redis_down"
+                m.FALLBACKS.labels("redis_down").inc()
+        if event.item_id not in t.meta.known_items:
+            params["unknown_item"] = True  # accepted (a new item may enter the next model version), flagged
+        outs = [InferOutput("accepted", [1], "BOOL", data=[True]),
+                InferOutput("event_id", [1], "BYTES", data=[event.event_id])]
+        return InferResponse(response_id=str(payload.id or event.event_id), model_name=self.name, infer_outputs=outs,
+                             parameters=params)
