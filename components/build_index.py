@@ -1,5 +1,7 @@
 """Index: FAISS over the item embeddings (nprobe tuned to the recall target) + co-occurrence channel."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
@@ -7,8 +9,9 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def build_index(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], embedding_dim: int,
-                top_k_candidates: int, index: Output[Model]):
+def build_index(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], history_len: Optional[int],
+                embedding_dim: Optional[int], top_k_candidates: Optional[int], ranker_rounds: Optional[int],
+                index: Output[Model]):
     """level2/ and level0/ (index.faiss, index.json, cooc.npz) + stats.json."""
     import time
 
@@ -18,9 +21,10 @@ def build_index(ingested: Input[Dataset], features: Input[Dataset], towers: Inpu
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import faiss
 
-    from recsys import steps
+    from recsys.training import steps
 
-    s = steps.settings_with(embedding_dim=embedding_dim, top_k_candidates=top_k_candidates)
+    s = steps.settings_with(history_len=history_len, embedding_dim=embedding_dim, top_k_candidates=top_k_candidates,
+                            lgbm_n_estimators=ranker_rounds)
     stats = steps.build_index(ingested.path, features.path, towers.path, index.path, s)
     index.metadata["framework"] = "faiss"
     index.metadata["framework_version"] = faiss.__version__

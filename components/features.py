@@ -1,5 +1,7 @@
 """Features: the three time-ordered levels' user/item tables and the Feast offline sources."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
@@ -7,7 +9,8 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def features(ingested: Input[Dataset], history_len: int, features: Output[Dataset]):
+def features(ingested: Input[Dataset], history_len: Optional[int], embedding_dim: Optional[int],
+             top_k_candidates: Optional[int], ranker_rounds: Optional[int], features: Output[Dataset]):
     """level{2,1,0}/{history,held,items,users}.parquet and feast/{users,items}.parquet."""
     import time
 
@@ -15,9 +18,10 @@ def features(ingested: Input[Dataset], history_len: int, features: Output[Datase
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from recsys import steps
+    from recsys.training import steps
 
-    s = steps.settings_with(history_len=history_len)
+    s = steps.settings_with(history_len=history_len, embedding_dim=embedding_dim, top_k_candidates=top_k_candidates,
+                            lgbm_n_estimators=ranker_rounds)
     meta = steps.features(ingested.path, features.path, s.history_len)
     features.metadata["protocol"] = meta["protocol"]
     features.metadata["history_len"] = meta["history_len"]

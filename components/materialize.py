@@ -1,5 +1,7 @@
 """Materialize: apply the Feast definitions, write the offline parquet, push the bundle's features online."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
@@ -7,8 +9,9 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def materialize(bundle: Input[Model], feast_project: str, online: Output[Artifact]):
-    """``online``: JSON summary (project, online store type, rows, offline files)."""
+def materialize(bundle: Input[Model], feast_project: Optional[str], online: Output[Artifact]):
+    """``online``: JSON summary (project, online store type, rows, offline files); ``feast_project``
+    None = FEAST_PROJECT."""
     import json
     import time
 
@@ -18,9 +21,9 @@ def materialize(bundle: Input[Model], feast_project: str, online: Output[Artifac
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from pathlib import Path
 
-    from recsys.feature_store import get_store, materialize_bundle
+    from recsys.online.feature_store import get_store, materialize_bundle
 
-    store = get_store(project=feast_project or None)
+    store = get_store(project=feast_project)
     info = materialize_bundle(store, bundle.path)
     Path(online.path).write_text(json.dumps(info, indent=2))
     for key in ("project", "online_store", "users", "items"):

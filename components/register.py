@@ -18,7 +18,7 @@ def register(bundle: Input[Model], gate_min_delta: float, registration: Output[A
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from pathlib import Path
 
-    from recsys.registry import log_and_register
+    from recsys.artifacts.registry import log_and_register
 
     report_file = Path(bundle.path) / "report.json"
     report = json.loads(report_file.read_text()) if report_file.exists() else {}

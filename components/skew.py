@@ -1,5 +1,7 @@
 """Skew: KL divergence per user feature, training histograms (bundle) vs a sample from the online store."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
@@ -7,19 +9,22 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def skew(bundle: Input[Model], online: Input[Artifact], feast_project: str, threshold: float, sample_size: int,
-         kl: Output[Metrics]) -> bool:
-    """Log KL per feature; metadata ``flagged`` (list) and ``skewed``; return whether any feature is flagged."""
+def skew(bundle: Input[Model], online: Input[Artifact], feast_project: Optional[str], threshold: Optional[float],
+         sample_size: int, kl: Output[Metrics]) -> bool:
+    """Log KL per feature; metadata ``flagged`` (list) and ``skewed``; return whether any feature is flagged.
+    ``feast_project`` / ``threshold``: None = FEAST_PROJECT / SKEW_THRESHOLD of the image's environment."""
     import time
 
     t0 = time.perf_counter()
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from recsys.feature_store import get_store
-    from recsys.steps import online_skew
+    from recsys.config import get_settings
+    from recsys.online.feature_store import get_store
+    from recsys.online.skew import online_skew
 
-    result = online_skew(bundle.path, get_store(project=feast_project or None), threshold, sample_size)
+    threshold = threshold if threshold is not None else get_settings().skew_threshold
+    result = online_skew(bundle.path, get_store(project=feast_project), threshold, sample_size)
     for name, value in result["kl"].items():
         kl.log_metric(f"kl_{name}", float(value))
     kl.metadata["flagged"] = result["flagged"]

@@ -1,5 +1,7 @@
 """Ranker: LightGBM LambdaMART on level-2 candidates, early-stopped on level-1 candidates."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
@@ -8,7 +10,8 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_ranker(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], index: Input[Model],
-                 embedding_dim: int, top_k_candidates: int, ranker_rounds: int, ranker: Output[Model]):
+                 history_len: Optional[int], embedding_dim: Optional[int], top_k_candidates: Optional[int],
+                 ranker_rounds: Optional[int], ranker: Output[Model]):
     """ranker.txt (LightGBM text model), ranker.json, ranker_features.npy, funnel.json."""
     import time
 
@@ -18,9 +21,10 @@ def train_ranker(ingested: Input[Dataset], features: Input[Dataset], towers: Inp
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import lightgbm
 
-    from recsys import steps
+    from recsys.training import steps
 
-    s = steps.settings_with(embedding_dim=embedding_dim, top_k_candidates=top_k_candidates, lgbm_n_estimators=ranker_rounds)
+    s = steps.settings_with(history_len=history_len, embedding_dim=embedding_dim, top_k_candidates=top_k_candidates,
+                            lgbm_n_estimators=ranker_rounds)
     info = steps.train_ranker(ingested.path, features.path, towers.path, index.path, ranker.path, s)
     ranker.metadata["framework"] = "lightgbm"
     ranker.metadata["framework_version"] = lightgbm.__version__

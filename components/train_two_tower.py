@@ -1,5 +1,7 @@
 """Two-tower: level-2 towers with early stopping, level-0 towers refit for the best epoch count."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
@@ -7,7 +9,9 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], embedding_dim: int, towers: Output[Model]):
+def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], history_len: Optional[int],
+                    embedding_dim: Optional[int], top_k_candidates: Optional[int], ranker_rounds: Optional[int],
+                    towers: Output[Model]):
     """level2/ and level0/ two-tower directories (state_dict, shape, item embeddings) + history.json."""
     import time
 
@@ -17,9 +21,10 @@ def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], embeddin
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
-    from recsys import steps
+    from recsys.training import steps
 
-    s = steps.settings_with(embedding_dim=embedding_dim)
+    s = steps.settings_with(history_len=history_len, embedding_dim=embedding_dim, top_k_candidates=top_k_candidates,
+                            lgbm_n_estimators=ranker_rounds)
     hist = steps.train_two_tower(ingested.path, features.path, towers.path, s)
     towers.metadata["framework"] = "pytorch"
     towers.metadata["framework_version"] = torch.__version__

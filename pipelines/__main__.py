@@ -3,7 +3,8 @@
 * ``train``   run the whole pipeline locally with ``kfp.local`` (subprocesses, no Docker),
               then print per-step times and where the bundle, MLflow and Feast went;
 * ``compile`` write the IR YAML (``pipelines/training_pipeline.yaml``);
-* ``run``     submit the compiled pipeline to a KFP endpoint (``--host`` / ``KFP_HOST``).
+* ``run``     submit the compiled pipeline to a KFP endpoint (``--host`` / ``KFP_HOST``);
+* ``schedule`` create a KFP recurring run (cron) that retrains on the event archive.
 
 Model settings not exposed as pipeline parameters (epochs, LightGBM leaves...) come from the
 environment (see recsys.config), which the local subprocesses inherit.
@@ -25,29 +26,46 @@ EXIT_UNREACHABLE = 2
 
 
 def pipeline_arguments(args: argparse.Namespace) -> dict:
-    """Pipeline parameters from the command line, defaulting to the settings (environment)."""
+    """Pipeline parameters from the command line. Model settings not given on the command line
+    are not passed: the steps read them from their environment (locally this one; on a
+    cluster the image's), so the environment is never overruled by a pipeline default."""
+    from recsys.config import get_settings
+
+    params = {
+        "data_dir": str(args.data_dir or get_settings().data_dir or ""),
+        "protocol": args.protocol,
+        "baselines": not args.no_baselines,
+        "gate_min_delta": args.gate_min_delta,
+        "skew_sample_size": args.skew_sample_size,
+        "events_dir": args.events_dir,
+    }
+    optional = {"history_len": args.history_len, "embedding_dim": args.embedding_dim,
+                "top_k_candidates": args.top_k_candidates, "ranker_rounds": args.ranker_rounds,
+                "feast_project": args.feast_project, "skew_threshold": args.skew_threshold,
+                "events_until": args.events_until}
+    return {**params, **{k: v for k, v in optional.items() if v is not None}}
+
+
+def local_arguments(args: argparse.Namespace) -> dict:
+    """:func:`pipeline_arguments` with every optional parameter filled from the settings: kfp.local
+    (2.17) cannot run a pipeline whose optional parameters are left unset ("Unknown value type"),
+    and locally the steps read the same environment anyway."""
     from recsys.config import get_settings
 
     s = get_settings()
-    return {
-        "data_dir": str(args.data_dir or s.data_dir or ""),
-        "protocol": args.protocol,
-        "history_len": s.history_len,
-        "embedding_dim": args.embedding_dim or s.embedding_dim,
-        "top_k_candidates": args.top_k_candidates or s.top_k_candidates,
-        "ranker_rounds": args.ranker_rounds or s.lgbm_n_estimators,
-        "baselines": not args.no_baselines,
-        "gate_min_delta": args.gate_min_delta,
-        "feast_project": args.feast_project or s.feast_project,
-        "skew_threshold": s.skew_threshold,
-        "skew_sample_size": args.skew_sample_size,
-    }
+    env = {"history_len": s.history_len, "embedding_dim": s.embedding_dim, "top_k_candidates": s.top_k_candidates,
+           "ranker_rounds": s.lgbm_n_estimators, "feast_project": s.feast_project, "skew_threshold": s.skew_threshold,
+           "events_until": int(time.time())}
+    params = {**env, **pipeline_arguments(args)}
+    if params["events_dir"]:
+        params["events_dir"] = str(Path(params["events_dir"]).resolve())
+    return params
 
 
 def _pin_local_state() -> None:
     """Absolute RUNS_DIR / FEAST_REPO_PATH in the environment, so every subprocess agrees."""
     from recsys.config import get_settings
-    from recsys.feature_store import resolve_repo_path
+    from recsys.online.feature_store import resolve_repo_path
 
     s = get_settings()
     os.environ["RUNS_DIR"] = str(s.runs_dir.resolve())
@@ -84,6 +102,33 @@ def _outputs(run_dir: Path, task: str, name: str) -> tuple[str, dict]:
     return a["uri"], a.get("metadata", {})
 
 
+def preflight(args: argparse.Namespace) -> str | None:
+    """What the local run needs before any step starts: the data (DATA_DIR, or a verified
+    download) and, with REDIS_URL, a reachable Redis. None when all is there, else the one line
+    that says what failed and what to set."""
+    from recsys.config import get_settings
+    from recsys.data.movielens import DataFormatError, resolve_data_dir
+
+    s = get_settings()
+    try:
+        data_dir = resolve_data_dir(args.data_dir or None)
+    except DataFormatError as exc:
+        return str(exc)
+    if not any((data_dir / f).is_file() for f in ("ratings.dat", "interactions.parquet", "interactions.csv")):
+        return (f"{data_dir}: neither GroupLens files (ratings.dat) nor an interaction log (interactions.parquet|csv "
+                "+ items.parquet|csv); set DATA_DIR to one of them")
+    args.data_dir = str(data_dir)
+    if s.redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=2).ping()
+        except redis.RedisError as exc:
+            return (f"REDIS_URL {s.redis_url}: unreachable ({exc}); the materialize step writes the online store "
+                    "there. Start Redis, or unset REDIS_URL for the embedded SQLite store")
+    return None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from kfp import local
 
@@ -91,10 +136,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recsys.config import get_settings
 
     _pin_local_state()
+    problem = preflight(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     s = get_settings()
     root = s.runs_dir / "kfp"
     root.mkdir(parents=True, exist_ok=True)
-    params = pipeline_arguments(args)
+    params = local_arguments(args)
     print(f"== training pipeline (kfp.local, SubprocessRunner) -> {root}", flush=True)
     print("   parameters: " + json.dumps(params), flush=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
@@ -107,7 +156,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\npipeline failed: {exc}", file=sys.stderr)
         status = 1
     total = time.time() - started
-    new = sorted((p for p in root.iterdir() if p not in before and p.name.startswith(PIPELINE_NAME)), key=lambda p: p.stat().st_mtime)
+    new = sorted(
+        (p for p in root.iterdir() if p not in before and p.name.startswith(PIPELINE_NAME)),
+        key=lambda p: p.stat().st_mtime,
+    )
     if not new:
         print("no run directory was written", file=sys.stderr)
         return status or 1
@@ -125,28 +177,32 @@ def print_summary(run_dir: Path, started: float, total: float, s) -> None:
         inside = f"{r['inside']:.1f}" if r["inside"] is not None else "-"
         print(f"   {r['step']:<18}{wall:>10}{inside:>10}")
     print(f"   {'total':<18}{total:>10.1f}")
-    bundle_uri, bundle_meta = _outputs(run_dir, "evaluate", "bundle")
+    bundle_uri, bundle_meta = _outputs(run_dir, "package", "bundle")
     _, reg = _outputs(run_dir, "register", "registration")
     _, online = _outputs(run_dir, "materialize", "online")
     _, kl = _outputs(run_dir, "skew", "kl")
     print("\n== results")
     if bundle_meta:
-        print(f"   bundle        {bundle_uri}  (version {bundle_meta.get('version')}, protocol {bundle_meta.get('protocol')}, "
-              f"ndcg@10 {bundle_meta.get('ndcg_at_10', float('nan')):.4f}, recall@10 {bundle_meta.get('recall_at_10', float('nan')):.4f})")
+        ndcg, recall = bundle_meta.get("ndcg_at_10", float("nan")), bundle_meta.get("recall_at_10", float("nan"))
+        print(f"   bundle        {bundle_uri}  (version {bundle_meta.get('version')}, "
+              f"protocol {bundle_meta.get('protocol')}, ndcg@10 {ndcg:.4f}, recall@10 {recall:.4f})")
         report = Path(bundle_uri) / "report.json"
         if report.exists():
             models = json.loads(report.read_text())["models"]
             print("   " + "  ".join(f"{m} ndcg@10 {v['ndcg@10']:.4f}" for m, v in models.items()))
     if reg:
-        print(f"   MLflow        {s.tracking_uri()}  model {reg.get('model_name')} v{int(float(reg.get('version', 0)))} "
+        version = int(float(reg.get("version", 0)))
+        print(f"   MLflow        {s.tracking_uri()}  model {reg.get('model_name')} v{version} "
               f"-> @{reg.get('alias')}; run {reg.get('run_id')}")
         print(f"                 {reg.get('reason')}")
         print(f"                 artifacts {reg.get('artifact_uri')}")
     if online:
         print(f"   Feast         project {online.get('project')}, online store {online.get('online_store')}, "
-              f"{int(online.get('users', 0))} users / {int(online.get('items', 0))} items; registry {online.get('registry')}")
+              f"{int(online.get('users', 0))} users / {int(online.get('items', 0))} items; "
+              f"registry {online.get('registry')}")
     if kl:
-        print(f"   skew          flagged {kl.get('flagged')} (threshold {kl.get('threshold')}, sample {int(kl.get('sample', 0))})")
+        print(f"   skew          flagged {kl.get('flagged')} (threshold {kl.get('threshold')}, "
+              f"sample {int(kl.get('sample', 0))})")
     print(f"   kfp.local     {run_dir}")
 
 
@@ -170,48 +226,117 @@ def check_host(host: str, timeout: float = 5.0) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    host = args.host or os.environ.get("KFP_HOST", "")
-    if not host:
-        print("pipeline-run: set KFP_HOST (e.g. make pipeline-run KFP_HOST=http://localhost:8080)", file=sys.stderr)
+    client = _client_or_exit(args, "pipeline-run")
+    if client is None:
         return EXIT_UNREACHABLE
-    if "://" not in host:
-        host = "http://" + host
-    problem = check_host(host)
-    if problem:
-        print(f"pipeline-run: KFP endpoint {host} is unreachable ({problem}).\n"
-              "  Port-forward the KFP UI/API (kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80) "
-              "or use `make train` to run locally.", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    import kfp
-
     from pipelines.training_pipeline import YAML_PATH, compile_pipeline
 
     compile_pipeline(YAML_PATH)
     params = pipeline_arguments(args)
-    client = kfp.Client(host=host)
     run = client.create_run_from_pipeline_package(str(YAML_PATH), arguments=params, experiment_name=args.experiment,
                                                   enable_caching=False)
-    print(f"submitted run {run.run_id} to {host} (experiment {args.experiment})")
+    print(f"submitted run {run.run_id} (experiment {args.experiment})")
+    return 0
+
+
+# KFP's cron has six fields, seconds first (robfig/cron): every day at 03:00.
+DEFAULT_CRON = "0 0 3 * * *"
+# Where the chart's stream consumer archives events on the shared data volume (the pipeline mounts it at /data).
+CLUSTER_EVENTS_DIR = "/data/events/archive"
+
+
+def schedule_request(args: argparse.Namespace) -> dict:
+    """Keyword arguments of ``kfp.Client.create_recurring_run`` for ``make pipeline-schedule``:
+    the compiled pipeline, retraining on the event archive with each run's own start as the
+    cut-off (``events_until`` left unset), one run at a time, no catch-up of missed runs."""
+    from pipelines.training_pipeline import PIPELINE_NAME, YAML_PATH
+
+    fields = args.cron.split()
+    if len(fields) != 6:
+        raise ValueError(f"--cron {args.cron!r}: KFP needs six fields, seconds first "
+                         f"(e.g. {DEFAULT_CRON!r} = daily 03:00)")
+    params = pipeline_arguments(args)
+    params.pop("events_until", None)
+    params["events_dir"] = args.events_dir or CLUSTER_EVENTS_DIR
+    return {"job_name": args.job_name or f"{PIPELINE_NAME}-retrain", "cron_expression": args.cron,
+            "params": params, "pipeline_package_path": str(YAML_PATH), "max_concurrency": 1, "no_catchup": True,
+            "enable_caching": False, "service_account": args.service_account or None,
+            "description": f"retrain on the event archive {params['events_dir']} ({args.cron})"}
+
+
+def _client_or_exit(args: argparse.Namespace, what: str):
+    host = args.host or os.environ.get("KFP_HOST", "")
+    if not host:
+        print(f"{what}: set KFP_HOST (e.g. make {what} KFP_HOST=http://localhost:8080)", file=sys.stderr)
+        return None
+    if "://" not in host:
+        host = "http://" + host
+    problem = check_host(host)
+    if problem:
+        print(f"{what}: KFP endpoint {host} is unreachable ({problem}).\n"
+              "  Port-forward the KFP UI/API (kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80) "
+              "or use `make train` to run locally.", file=sys.stderr)
+        return None
+    import kfp
+
+    return kfp.Client(host=host)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from pipelines.training_pipeline import YAML_PATH, compile_pipeline
+
+    try:
+        request = schedule_request(args)
+    except ValueError as exc:
+        print(f"pipeline-schedule: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    client = _client_or_exit(args, "pipeline-schedule")
+    if client is None:
+        return EXIT_UNREACHABLE
+    compile_pipeline(YAML_PATH)
+    experiment = client.create_experiment(args.experiment)
+    job = client.create_recurring_run(experiment_id=experiment.experiment_id, **request)
+    print(f"recurring run {job.recurring_run_id} ({request['job_name']}): {request['cron_expression']} "
+          f"in experiment {args.experiment}, events from {request['params']['events_dir']}")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from recsys.data.splits import PROTOCOLS
+
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    for name, helptext in (("train", "run locally with kfp.local"), ("run", "submit to a KFP endpoint")):
+    commands = {"train": ("run locally with kfp.local", cmd_train), "run": ("submit to a KFP endpoint", cmd_run),
+                "schedule": ("create a KFP recurring run that retrains on the event archive", cmd_schedule)}
+    for name, (helptext, func) in commands.items():
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("--data-dir", default="", help="GroupLens ml-1m directory (default DATA_DIR; empty = download)")
-        sp.add_argument("--protocol", default="user-temporal", choices=("user-temporal", "loo"))
-        sp.add_argument("--embedding-dim", type=int, default=0, help="default EMBEDDING_DIM")
-        sp.add_argument("--top-k-candidates", type=int, default=0, help="default TOP_K_CANDIDATES")
-        sp.add_argument("--ranker-rounds", type=int, default=0, help="default LGBM_N_ESTIMATORS")
-        sp.add_argument("--gate-min-delta", type=float, default=0.0, help="champion gate: new ndcg@10 >= champion's + delta")
+        sp.add_argument("--protocol", default="user-temporal", choices=PROTOCOLS)
+        sp.add_argument("--history-len", type=int, default=None, help="default HISTORY_LEN")
+        sp.add_argument("--embedding-dim", type=int, default=None, help="default EMBEDDING_DIM")
+        sp.add_argument("--top-k-candidates", type=int, default=None, help="default TOP_K_CANDIDATES")
+        sp.add_argument("--ranker-rounds", type=int, default=None, help="default LGBM_N_ESTIMATORS")
+        sp.add_argument("--gate-min-delta", type=float, default=0.0,
+                        help="champion gate: new ndcg@10 >= champion's + delta")
         sp.add_argument("--no-baselines", action="store_true", help="skip the popularity/EASE/iALS baselines")
-        sp.add_argument("--feast-project", default="", help="default FEAST_PROJECT")
+        sp.add_argument("--feast-project", default=None, help="default FEAST_PROJECT")
+        sp.add_argument("--skew-threshold", type=float, default=None, help="default SKEW_THRESHOLD")
         sp.add_argument("--skew-sample-size", type=int, default=1000)
-        sp.set_defaults(func=cmd_train if name == "train" else cmd_run)
-    sub.choices["run"].add_argument("--host", default="", help="KFP endpoint (default KFP_HOST)")
-    sub.choices["run"].add_argument("--experiment", default="movielens-recommender")
+        sp.add_argument("--events-dir", default="", help="train on the event archive too (e.g. "
+                        "runs/events/archive, EVENT_ARCHIVE_DIR); default none")
+        sp.add_argument("--events-until", type=int, default=None, help="the archive's cut-off, epoch seconds "
+                        "(default: when the run starts)")
+        sp.set_defaults(func=func)
+    for name in ("run", "schedule"):
+        sub.choices[name].add_argument("--host", default="", help="KFP endpoint (default KFP_HOST)")
+        sub.choices[name].add_argument("--experiment", default="movielens-recommender")
+    sched = sub.choices["schedule"]
+    sched.add_argument("--cron", default=DEFAULT_CRON,
+                       help=f"KFP cron, six fields, seconds first (default {DEFAULT_CRON!r})")
+    sched.add_argument("--job-name", default="", help="recurring run name (default <pipeline>-retrain)")
+    sched.add_argument("--service-account", default="", help="Kubernetes service account of the runs' pods")
     cp = sub.add_parser("compile", help="write the pipeline IR YAML")
     cp.add_argument("--output", default=str(Path(__file__).with_name("training_pipeline.yaml")))
     cp.set_defaults(func=cmd_compile)
@@ -219,9 +344,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ValidationError as exc:  # a bad environment variable (recsys.config.Settings)
+        from recsys.config import describe_settings_error
+
+        print(f"error: {describe_settings_error(exc)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """The training pipeline: ingest -> features -> two-tower -> index -> ranker -> evaluate
--> register (MLflow) -> materialize (Feast) -> skew check.
+-> package (the bundle) -> register (MLflow) -> materialize (Feast) -> skew check.
 
 Compiled to ``pipelines/training_pipeline.yaml`` by ``make pipeline-compile`` (golden-tested).
 """
 
-
 from pathlib import Path
+from typing import Optional
 
 from kfp import compiler, dsl
 
@@ -14,6 +14,7 @@ from components.evaluate import evaluate
 from components.features import features
 from components.ingest import ingest
 from components.materialize import materialize
+from components.package import package
 from components.register import register
 from components.skew import skew
 from components.train_ranker import train_ranker
@@ -22,46 +23,60 @@ from components.train_two_tower import train_two_tower
 PIPELINE_NAME = "movielens-recommender-training"
 YAML_PATH = Path(__file__).with_name("training_pipeline.yaml")
 # Task names in execution order (the timing table of `make train` follows it).
-STEPS = ("ingest", "features", "train-two-tower", "build-index", "train-ranker", "evaluate", "register", "materialize", "skew")
+STEPS = ("ingest", "features", "train-two-tower", "build-index", "train-ranker", "evaluate", "package", "register",
+         "materialize", "skew")
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Two-tower + FAISS + LambdaMART on MovieLens-1M; MLflow registry; Feast online store")
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Two-tower + FAISS + LambdaMART on MovieLens-1M; MLflow registry; Feast online store",
+)
 def training_pipeline(
     data_dir: str = "",
     protocol: str = "user-temporal",
-    history_len: int = 50,
-    embedding_dim: int = 64,
-    top_k_candidates: int = 500,
-    ranker_rounds: int = 500,
+    events_dir: str = "",
+    events_until: Optional[int] = None,
+    history_len: Optional[int] = None,
+    embedding_dim: Optional[int] = None,
+    top_k_candidates: Optional[int] = None,
+    ranker_rounds: Optional[int] = None,
     baselines: bool = True,
     gate_min_delta: float = 0.0,
-    feast_project: str = "",
-    skew_threshold: float = 0.1,
+    feast_project: Optional[str] = None,
+    skew_threshold: Optional[float] = None,
     skew_sample_size: int = 1000,
 ):
     """Parameters:
 
-    data_dir: GroupLens ml-1m directory inside the image / volume; "" = DATA_DIR or download.
-    embedding_dim, top_k_candidates, ranker_rounds (LightGBM rounds), history_len: model settings
-    (0 = the image's environment / default). baselines: evaluate popularity/EASE/iALS too.
+    data_dir: GroupLens ml-1m directory or a team's interaction log (interactions + items
+    parquet/CSV) inside the image / volume; "" = DATA_DIR or download.
+    events_dir: the event archive to train on as well ("" = none); events_until: its cut-off,
+    epoch seconds (unset = the run's start).
+    history_len, embedding_dim, top_k_candidates, ranker_rounds (LightGBM rounds): model
+    settings; unset = the image's environment (HISTORY_LEN, EMBEDDING_DIM, TOP_K_CANDIDATES,
+    LGBM_N_ESTIMATORS) or their defaults. Every training step gets the same values.
+    baselines: evaluate popularity/EASE/iALS too.
     gate_min_delta: the new version becomes `champion` when its NDCG@10 >= champion's + delta.
-    feast_project: "" = FEAST_PROJECT. skew_threshold / skew_sample_size: online skew check.
+    feast_project: unset = FEAST_PROJECT. skew_threshold (unset = SKEW_THRESHOLD) /
+    skew_sample_size: online skew check.
     """
-    ing = ingest(data_dir=data_dir, protocol=protocol).set_display_name("ingest")
-    feat = features(ingested=ing.outputs["ingested"], history_len=history_len)
-    tt = train_two_tower(ingested=ing.outputs["ingested"], features=feat.outputs["features"], embedding_dim=embedding_dim)
-    idx = build_index(ingested=ing.outputs["ingested"], features=feat.outputs["features"], towers=tt.outputs["towers"],
-                      embedding_dim=embedding_dim, top_k_candidates=top_k_candidates)
-    rk = train_ranker(ingested=ing.outputs["ingested"], features=feat.outputs["features"], towers=tt.outputs["towers"],
-                      index=idx.outputs["index"], embedding_dim=embedding_dim, top_k_candidates=top_k_candidates,
-                      ranker_rounds=ranker_rounds)
-    ev = evaluate(ingested=ing.outputs["ingested"], features=feat.outputs["features"], towers=tt.outputs["towers"],
-                  index=idx.outputs["index"], ranker=rk.outputs["ranker"], embedding_dim=embedding_dim,
-                  top_k_candidates=top_k_candidates, baselines=baselines)
-    reg = register(bundle=ev.outputs["bundle"], gate_min_delta=gate_min_delta)
-    mat = materialize(bundle=ev.outputs["bundle"], feast_project=feast_project)
+    model = dict(history_len=history_len, embedding_dim=embedding_dim, top_k_candidates=top_k_candidates,
+                 ranker_rounds=ranker_rounds)
+    ing = ingest(data_dir=data_dir, protocol=protocol, events_dir=events_dir,
+                 events_until=events_until).set_display_name("ingest")
+    data = dict(ingested=ing.outputs["ingested"])
+    feat = features(**data, **model)
+    data["features"] = feat.outputs["features"]
+    tt = train_two_tower(**data, **model)
+    idx = build_index(**data, towers=tt.outputs["towers"], **model)
+    rk = train_ranker(**data, towers=tt.outputs["towers"], index=idx.outputs["index"], **model)
+    trained = dict(**data, towers=tt.outputs["towers"], index=idx.outputs["index"], ranker=rk.outputs["ranker"])
+    ev = evaluate(**trained, **model, baselines=baselines)
+    pkg = package(**trained, report=ev.outputs["report"], **model)
+    reg = register(bundle=pkg.outputs["bundle"], gate_min_delta=gate_min_delta)
+    mat = materialize(bundle=pkg.outputs["bundle"], feast_project=feast_project)
     mat.after(reg)
-    skew(bundle=ev.outputs["bundle"], online=mat.outputs["online"], feast_project=feast_project,
+    skew(bundle=pkg.outputs["bundle"], online=mat.outputs["online"], feast_project=feast_project,
          threshold=skew_threshold, sample_size=skew_sample_size)
 
 

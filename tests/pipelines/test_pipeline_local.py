@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pipetest import TINY_ENV, new_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.integration
 def test_make_train_path_runs_every_step_and_registers_a_champion(tmp_path):
-    from recsys.synthetic import write_synthetic
+    from recsys.data.synthetic import write_synthetic
 
     data = write_synthetic(tmp_path / "data", n_users=150, n_items=200, seed=2)
     runs = tmp_path / "runs"
@@ -31,7 +32,9 @@ def test_make_train_path_runs_every_step_and_registers_a_champion(tmp_path):
     )
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
-    for step in ("ingest", "features", "train-two-tower", "build-index", "train-ranker", "evaluate", "register", "materialize", "skew"):
+    from pipelines.training_pipeline import STEPS
+
+    for step in STEPS:
         assert re.search(rf"^\s+{step}\s+\d+\.\d\s+\d+\.\d$", out, re.M), f"no timing row for {step}"
     assert "-> @champion" in out and "no current champion" in out
     assert "online store sqlite" in out
@@ -40,7 +43,8 @@ def test_make_train_path_runs_every_step_and_registers_a_champion(tmp_path):
     # The champion resolves by alias to a loadable bundle.
     # os._exit: with one-thread torch/LightGBM settings a native thread pool sometimes aborts at
     # interpreter shutdown ("terminate called without an active exception") after the work is done.
-    code = ("import os, sys; from recsys.registry import resolve_bundle; from recsys.bundle import load_bundle; "
+    code = ("import os, sys; from recsys.artifacts.registry import resolve_bundle; "
+            "from recsys.artifacts.bundle import load_bundle; "
             "print(load_bundle(resolve_bundle('champion')).version); sys.stdout.flush(); os._exit(0)")
     check = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr[-3000:]

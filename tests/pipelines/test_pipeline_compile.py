@@ -21,9 +21,16 @@ def _env() -> dict:
 
 def test_compiled_pipeline_matches_the_checked_in_yaml(tmp_path):
     out = tmp_path / "pipeline.yaml"
-    subprocess.run([sys.executable, "-m", "pipelines", "compile", "--output", str(out)], cwd=ROOT, env=_env(), check=True,
-                   capture_output=True)
-    assert out.read_text() == GOLDEN.read_text(), "pipeline graph changed: run `make pipeline-compile` and review the diff"
+    subprocess.run(
+        [sys.executable, "-m", "pipelines", "compile", "--output", str(out)],
+        cwd=ROOT,
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_text() == GOLDEN.read_text(), (
+        "pipeline graph changed: run `make pipeline-compile` and review the diff"
+    )
 
 
 def test_every_step_runs_on_the_project_image_without_pip_install():
@@ -38,6 +45,19 @@ def test_every_step_runs_on_the_project_image_without_pip_install():
         assert "pip install" not in " ".join(ex["container"]["command"]), name
     assert set(spec["root"]["inputDefinitions"]["parameters"]) >= {
         "data_dir", "embedding_dim", "top_k_candidates", "ranker_rounds", "gate_min_delta"}
+
+
+def test_model_settings_are_optional_so_the_environment_decides():
+    """No pipeline default overrules the image's environment: the model settings have none, and
+    the steps treat only None as unset (0 is a value)."""
+    from recsys.training.steps import settings_with
+
+    params = yaml.safe_load(GOLDEN.read_text())["root"]["inputDefinitions"]["parameters"]
+    for name in ("history_len", "embedding_dim", "top_k_candidates", "ranker_rounds", "feast_project",
+                 "skew_threshold"):
+        assert params[name].get("isOptional") is True and "defaultValue" not in params[name], name
+    assert settings_with(cooc_candidates=0).cooc_candidates == 0
+    assert settings_with(history_len=None).history_len == settings_with().history_len
 
 
 def test_pipeline_run_needs_a_reachable_host(capsys):
