@@ -10,7 +10,7 @@ DATA_DIR ?=
 REPORTS_DIR ?= reports
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install test test-fast benchmark-quality clean
+.PHONY: help install lint test test-fast benchmark-quality clean
 .DEFAULT_GOAL := help
 
 help: ## List the targets
@@ -24,14 +24,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies (idempotent)
 
-test: install ## Run the whole test suite (unit, integration with real Redis/servers/kfp.local, slow e2e)
+lint: install ## ruff (style, import order, complexity cap), mypy on the core library, sizes and import cycles
+	$(VENV)/bin/ruff check recsys predictors pipelines components scripts tests
+	$(VENV)/bin/mypy
+	$(PY) scripts/check_shape.py recsys predictors
+
+test: install lint ## Lint, then the whole test suite (unit, integration with real Redis/servers/kfp.local, slow e2e)
 	$(PY) -m pytest
 
-test-fast: install ## Unit tests only
+test-fast: install ## The core library's hermetic tests only
 	$(PY) -m pytest tests/unit -m "not integration and not slow"
 
 benchmark-quality: install ## Offline quality benchmark on DATA_DIR (both protocols) -> reports/quality-*.json, reports/quality.md
-	$(PY) -m recsys.benchmark --data-dir "$(DATA_DIR)" --out $(REPORTS_DIR)
+	$(PY) -m recsys.evaluation.benchmark --data-dir "$(DATA_DIR)" --out $(REPORTS_DIR)
 
 clean: ## Remove caches and local run outputs (keeps .venv)
 	rm -rf .pytest_cache build *.egg-info

@@ -143,7 +143,9 @@ def profile_engine(model_dir: str, ids: list[int], k: int, memo: bool = True) ->
         per.setdefault("total", []).append((time.perf_counter() - t) * 1e3)
         for name, v in res.timings.items():
             per.setdefault(name, []).append(v)
-    stats = {name: {"p50_ms": float(np.percentile(v, 50)), "p99_ms": float(np.percentile(v, 99))} for name, v in per.items()}
+    stats = {
+        name: {"p50_ms": float(np.percentile(v, 50)), "p99_ms": float(np.percentile(v, 99))} for name, v in per.items()
+    }
     return stats, eng.info()["serving"]
 
 
@@ -152,7 +154,7 @@ def resolve_model_dir(arg: str | None) -> str:
         return arg
     if os.environ.get("MODEL_DIR"):
         return os.environ["MODEL_DIR"]
-    from recsys.registry import resolve_bundle
+    from recsys.artifacts.registry import resolve_bundle
 
     return str(resolve_bundle("champion"))
 
@@ -166,7 +168,7 @@ def redis_reachable(url: str) -> bool:
         return False
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--requests", type=int, default=3000, help="Requests per measurement")
@@ -177,7 +179,72 @@ def main() -> None:
     ap.add_argument("--configs", default="predictor,transformer,transformer_grpc,collocated",
                     help="predictor, transformer (REST v2 hop), transformer_grpc (gRPC v2 hop), collocated")
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def start_servers(configs: list[str], model_dir: str, feature_source: str, prefix: str, env: dict, work: Path,
+                  with_cache: bool) -> tuple[list, list[tuple[str, int, list[bool]]]]:
+    """The predictor and the asked-for transformers; (processes, [(config, port, cache settings)])."""
+    common = ["--model_name", "recommender", "--model_dir", model_dir]
+    tr_args = [*common, "--feature_source", feature_source, "--cache_prefix", prefix]
+    caches = [False, True] if with_cache else [False]
+    pred, pport = start(["-m", "predictors.predictor", *common], env, work / "predictor.log")
+    pred_grpc = start.grpc_port  # type: ignore[attr-defined]
+    procs, targets = [pred], [("predictor", pport, [False])]
+    transformers = {
+        "transformer": (["--predictor_host", f"127.0.0.1:{pport}", "--predictor_protocol", "v2"], caches),
+        "transformer_grpc": (["--predictor_host", f"127.0.0.1:{pred_grpc}", "--predictor_protocol", "grpc-v2"],
+                             [False]),
+        "collocated": (["--collocated"], caches),
+    }
+    for name in ("transformer_grpc", "transformer", "collocated"):
+        if name in configs:
+            extra, name_caches = transformers[name]
+            p, port = start(["-m", "predictors.transformer", *tr_args, *extra], env, work / f"{name}.log")
+            procs.append(p)
+            targets.append((name, port, name_caches))
+    order = {"predictor": 0, "transformer": 1, "transformer_grpc": 2, "collocated": 3}
+    return procs, sorted(targets, key=lambda t: order[t[0]])
+
+
+def measure(targets: list[tuple[str, int, list[bool]]], configs: list[str], cold_ids: list[int], warm_ids: list[int],
+            k: int) -> dict:
+    """c=1 latency and c=8 throughput of every configuration, cache off (and on where asked)."""
+    results: dict = {}
+    for name, port, caches in targets:
+        if name not in configs:
+            continue
+        drive(port, cold_ids[:200], k, False, 1)  # warm-up
+        for use_cache in caches:
+            ids = warm_ids if use_cache else cold_ids
+            key = f"{name}{'_cache' if use_cache else ''}"
+            results[key] = r = {"c1": drive(port, ids, k, use_cache, 1), "c8": drive(port, ids, k, use_cache, 8)}
+            print(f"{key:22s} c1 p50 {r['c1']['p50_ms']:.2f} p95 {r['c1']['p95_ms']:.2f} "
+                  f"p99 {r['c1']['p99_ms']:.2f} ms | c8 {r['c8']['rps']:.0f} req/s p99 {r['c8']['p99_ms']:.2f} ms | "
+                  f"errors {r['c1']['errors'] + r['c8']['errors']} | hit {r['c8']['cache_hit_rate']:.2f} | "
+                  f"stages {r['c1']['server_stage_p50_ms']}", flush=True)
+    return results
+
+
+def stop_servers(procs: list, redis_url: str | None, prefix: str) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if redis_url:
+        import redis
+
+        r = redis.Redis.from_url(redis_url)
+        keys = list(r.scan_iter(f"{prefix}:*"))
+        if keys:
+            r.delete(*keys)
+
+
+def main() -> None:
+    a = parse_args()
     model_dir = resolve_model_dir(a.model_dir)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,69 +263,23 @@ def main() -> None:
     engine, serving_setup = profile_engine(model_dir, cold_ids[:500], a.k)
     engine_no_memo, _ = profile_engine(model_dir, cold_ids[:500], a.k, memo=False)
     print("in-process engine:", {k: round(v["p50_ms"], 2) for k, v in engine.items()}, serving_setup, flush=True)
-    print("in-process engine, user tower on every request:", {k: round(v["p50_ms"], 2) for k, v in engine_no_memo.items()}, flush=True)
+    print("in-process engine, user tower on every request:",
+          {k: round(v["p50_ms"], 2) for k, v in engine_no_memo.items()}, flush=True)
     redis_url = a.redis_url if redis_reachable(a.redis_url) else None
     project = f"bench_serving_{uuid.uuid4().hex[:6]}"
     prefix = f"bench-serving-{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TQDM_DISABLE="1", FEAST_PROJECT=project, RUNS_DIR=str(work / "runs"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TQDM_DISABLE="1", FEAST_PROJECT=project,
+               RUNS_DIR=str(work / "runs"))
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
-    common = ["--model_name", "recommender", "--model_dir", model_dir]
-    tr_args = [*common, "--feature_source", a.feature_source, "--cache_prefix", prefix]
-    procs = []
-    results: dict = {}
     configs = a.configs.split(",")
+    procs: list = []
     try:
-        pred, pport = start(["-m", "predictors.predictor", *common], env, work / "predictor.log")
-        pred_grpc = start.grpc_port  # type: ignore[attr-defined]
-        procs.append(pred)
-        tport = cport = gport = None
-        if "transformer_grpc" in configs:
-            p, gport = start(["-m", "predictors.transformer", *tr_args, "--predictor_host", f"127.0.0.1:{pred_grpc}",
-                              "--predictor_protocol", "grpc-v2"], env, work / "transformer-grpc.log")
-            procs.append(p)
-        if "transformer" in configs:
-            p, tport = start(["-m", "predictors.transformer", *tr_args, "--predictor_host", f"127.0.0.1:{pport}",
-                              "--predictor_protocol", "v2"], env, work / "transformer.log")
-            procs.append(p)
-        if "collocated" in configs:
-            p, cport = start(["-m", "predictors.transformer", *tr_args, "--collocated"], env, work / "collocated.log")
-            procs.append(p)
-        targets = [("predictor", pport, [False])]
-        if tport:
-            targets.append(("transformer", tport, [False, True] if redis_url else [False]))
-        if gport:
-            targets.append(("transformer_grpc", gport, [False]))
-        if cport:
-            targets.append(("collocated", cport, [False, True] if redis_url else [False]))
-        for name, port, caches in targets:
-            if name not in configs:
-                continue
-            drive(port, cold_ids[:200], a.k, False, 1)  # warm-up
-            for use_cache in caches:
-                ids = warm_ids if use_cache else cold_ids
-                key = f"{name}{'_cache' if use_cache else ''}"
-                results[key] = {"c1": drive(port, ids, a.k, use_cache, 1), "c8": drive(port, ids, a.k, use_cache, 8)}
-                r = results[key]
-                print(f"{key:22s} c1 p50 {r['c1']['p50_ms']:.2f} p95 {r['c1']['p95_ms']:.2f} p99 {r['c1']['p99_ms']:.2f} ms | "
-                      f"c8 {r['c8']['rps']:.0f} req/s p99 {r['c8']['p99_ms']:.2f} ms | errors {r['c1']['errors'] + r['c8']['errors']} "
-                      f"| hit {r['c8']['cache_hit_rate']:.2f} | stages {r['c1']['server_stage_p50_ms']}", flush=True)
+        procs, targets = start_servers(configs, model_dir, a.feature_source, prefix, env, work, bool(redis_url))
+        results = measure(targets, configs, cold_ids, warm_ids, a.k)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if redis_url:
-            import redis
-
-            r = redis.Redis.from_url(redis_url)
-            keys = list(r.scan_iter(f"{prefix}:*"))
-            if keys:
-                r.delete(*keys)
+        stop_servers(procs, redis_url, prefix)
     report = {
         "model_version": manifest["version"], "model_dir": str(model_dir), "n_items": manifest.get("n_items"),
         "n_users": manifest.get("n_users"), "serving": manifest.get("serving"), "k": a.k,
@@ -274,7 +295,7 @@ def main() -> None:
     write_markdown(report, out / "serving.md")
     if redis_url and a.feature_source == "feast":
         try:
-            from recsys.feature_store import get_store, teardown
+            from recsys.online.feature_store import get_store, teardown
 
             teardown(get_store(redis_url=redis_url, project=project))
         except Exception as exc:  # noqa: BLE001 - cleanup only
@@ -307,22 +328,30 @@ def check_targets(results: dict) -> dict:
 
 def write_markdown(rep: dict, path: Path) -> None:
     lines = [
-        "## Serving benchmark", "",
-        f"Model version `{rep['model_version']}` ({rep['n_items']} items, {rep['n_users']} users; serving {rep['serving']}), "
+        "## Serving benchmark",
+        "",
+        f"Model version `{rep['model_version']}` ({rep['n_items']} items, {rep['n_users']} users; "
+        f"serving {rep['serving']}), "
         f"k={rep['k']}, {rep['requests_per_measurement']} requests per measurement, V2 REST over loopback, "
         f"features from {rep['feature_source']} ({rep['online_store']} online store), "
-        f"{rep['machine']['cpus']} cores shared by the client and the servers.", "",
-        f"Command: `{rep['command']}`", "",
-        "| configuration | cache | c=1 p50 ms | c=1 p95 ms | c=1 p99 ms | c=8 req/s | c=8 p99 ms | errors | hit rate | server stages p50 (ms, c=1) |",
+        f"{rep['machine']['cpus']} cores shared by the client and the servers.",
+        "",
+        f"Command: `{rep['command']}`",
+        "",
+        "| configuration | cache | c=1 p50 ms | c=1 p95 ms | c=1 p99 ms | c=8 req/s | c=8 p99 ms | errors | hit rate "
+        "| server stages p50 (ms, c=1) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in rep["results"].items():
         c1, c8 = r["c1"], r["c8"]
         st = ", ".join(f"{k} {v:.2f}" for k, v in c1["server_stage_p50_ms"].items())
         name = key.replace('_cache', '')
-        lines.append(f"| {LABELS.get(name, name)} | {'on' if c1['use_cache'] else 'off'} | {c1['p50_ms']:.2f} | {c1['p95_ms']:.2f} | "
-                     f"{c1['p99_ms']:.2f} | {c8['rps']:.0f} | {c8['p99_ms']:.2f} | {c1['errors'] + c8['errors']} | "
-                     f"{c8['cache_hit_rate']:.2f} | {st} |")
+        lines.append(
+            f"| {LABELS.get(name, name)} | {'on' if c1['use_cache'] else 'off'} | {c1['p50_ms']:.2f} | "
+            f"{c1['p95_ms']:.2f} | "
+            f"{c1['p99_ms']:.2f} | {c8['rps']:.0f} | {c8['p99_ms']:.2f} | {c1['errors'] + c8['errors']} | "
+            f"{c8['cache_hit_rate']:.2f} | {st} |"
+        )
     eng = rep.get("in_process_engine_ms", {})
     if eng:
         lines += ["", f"Serving set-up (the servers' load-time speed-ups): {rep.get('serving_setup', {})}", "",
@@ -330,12 +359,22 @@ def write_markdown(rep: dict, path: Path) -> None:
                   + ", ".join(f"{k} {v['p50_ms']:.2f} / {v['p99_ms']:.2f}" for k, v in eng.items())]
         nm = rep.get("in_process_engine_no_memo_ms", {})
         if nm:
-            lines += ["", "The same with the user tower run on every request (no memo: a user whose online features "
-                      "changed since training), p50 / p99 ms: " + ", ".join(f"{k} {v['p50_ms']:.2f} / {v['p99_ms']:.2f}" for k, v in nm.items())]
-    lines += ["", "Targets (through the transformer, cache off): c=1 p50 <= 5 ms, p99 <= 15 ms; c=8 >= 300 req/s; zero errors.", ""]
+            lines += [
+                "",
+                "The same with the user tower run on every request (no memo: a user whose online features "
+                "changed since training), p50 / p99 ms: "
+                + ", ".join(f"{k} {v['p50_ms']:.2f} / {v['p99_ms']:.2f}" for k, v in nm.items()),
+            ]
+    lines += [
+        "",
+        "Targets (through the transformer, cache off): c=1 p50 <= 5 ms, p99 <= 15 ms; c=8 >= 300 req/s; zero errors.",
+        "",
+    ]
     for key, t in rep.get("targets", {}).items():
-        checks = ", ".join(f"{n} {v:.2f} {'ok' if ok else 'MISSED'}" if isinstance(v, float) else f"{n} {v} {'ok' if ok else 'MISSED'}"
-                           for n, (v, ok) in t["checks"].items())
+        checks = ", ".join(
+            f"{n} {v:.2f} {'ok' if ok else 'MISSED'}" if isinstance(v, float) else f"{n} {v} {'ok' if ok else 'MISSED'}"
+            for n, (v, ok) in t["checks"].items()
+        )
         lines.append(f"- {LABELS.get(key, key)}: {'all met' if t['met'] else 'not all met'} ({checks})")
     lines.append("")
     path.write_text("\n".join(lines))

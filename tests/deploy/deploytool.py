@@ -10,16 +10,15 @@ Used by `make render` / `make lint-deploy` and by tests/deploy. Needs bin/helm a
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 

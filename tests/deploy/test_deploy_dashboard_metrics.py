@@ -14,7 +14,8 @@ import re
 import pytest
 import yaml
 
-from deploytool import REPO, dashboard_exprs, metrics_contract as contract
+from deploytool import REPO, dashboard_exprs
+from deploytool import metrics_contract as contract
 
 CHART = REPO / "helm" / "recommender"
 METRIC_RE = re.compile(r"\b(recommender_[a-z0-9_]+)\b")

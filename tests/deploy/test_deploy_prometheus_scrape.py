@@ -21,7 +21,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from deploytool import dashboard_exprs, metrics_contract as contract
+from deploytool import dashboard_exprs
+from deploytool import metrics_contract as contract
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,10 @@ LABEL_VALUES = {
     "model": ["recommender"],
     "kind": ["bad_request", "internal"],
     "result": ["hit", "miss", "error"],
-    "reason": ["cold_start", "redis_down", "feature_store_down", "predictor_down", "predictor_timeout"],
+    "reason": ["cold_start", "redis_down", "feature_store_down", "feature_store_miss", "predictor_down",
+               "predictor_timeout"],
+    "dependency": ["redis", "feature_store", "predictor"],
+    "outcome": ["ok", "timeout", "error", "open"],
     "feature": ["user_activity", "item_popularity"],
     "version": ["3"],
 }
