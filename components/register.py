@@ -7,7 +7,7 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def register(bundle: Input[Model], gate_min_delta: float, registration: Output[Artifact]):
+def register(bundle: Input[Model], gate_margin: float, registration: Output[Artifact]):
     """``registration``: JSON of the RegistrationResult (version, promoted, reason, artifact URI)."""
     import json
     import time
@@ -22,7 +22,7 @@ def register(bundle: Input[Model], gate_min_delta: float, registration: Output[A
 
     report_file = Path(bundle.path) / "report.json"
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    result = log_and_register(bundle.path, report, min_delta=gate_min_delta,
+    result = log_and_register(bundle.path, report, margin=gate_margin,
                               extra_params={"kfp_bundle_uri": bundle.uri})
     Path(registration.path).write_text(json.dumps(result.to_dict(), indent=2))
     for key, value in result.to_dict().items():

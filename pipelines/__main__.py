@@ -35,7 +35,7 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         "data_dir": str(args.data_dir or get_settings().data_dir or ""),
         "protocol": args.protocol,
         "baselines": not args.no_baselines,
-        "gate_min_delta": args.gate_min_delta,
+        "gate_margin": args.gate_margin,
         "skew_sample_size": args.skew_sample_size,
         "events_dir": args.events_dir,
     }
@@ -318,8 +318,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--embedding-dim", type=int, default=None, help="default EMBEDDING_DIM")
         sp.add_argument("--top-k-candidates", type=int, default=None, help="default TOP_K_CANDIDATES")
         sp.add_argument("--ranker-rounds", type=int, default=None, help="default LGBM_N_ESTIMATORS")
-        sp.add_argument("--gate-min-delta", type=float, default=0.0,
-                        help="champion gate: new ndcg@10 >= champion's + delta")
+        sp.add_argument("--gate-margin", type=float, default=-0.002,
+                        help="champion gate: promote when the lower bound of the 95%% paired-bootstrap interval of "
+                             "ndcg@10 (new - champion, same test users) is above this (default -0.002)")
         sp.add_argument("--no-baselines", action="store_true", help="skip the popularity/EASE/iALS baselines")
         sp.add_argument("--feast-project", default=None, help="default FEAST_PROJECT")
         sp.add_argument("--skew-threshold", type=float, default=None, help="default SKEW_THRESHOLD")

@@ -41,7 +41,7 @@ def training_pipeline(
     top_k_candidates: Optional[int] = None,
     ranker_rounds: Optional[int] = None,
     baselines: bool = True,
-    gate_min_delta: float = 0.0,
+    gate_margin: float = -0.002,
     feast_project: Optional[str] = None,
     skew_threshold: Optional[float] = None,
     skew_sample_size: int = 1000,
@@ -56,7 +56,8 @@ def training_pipeline(
     settings; unset = the image's environment (HISTORY_LEN, EMBEDDING_DIM, TOP_K_CANDIDATES,
     LGBM_N_ESTIMATORS) or their defaults. Every training step gets the same values.
     baselines: evaluate popularity/EASE/iALS too.
-    gate_min_delta: the new version becomes `champion` when its NDCG@10 >= champion's + delta.
+    gate_margin: the new version becomes `champion` when the lower bound of the 95% paired-bootstrap
+        interval of its NDCG@10 minus the champion's (same test users) is above this margin.
     feast_project: unset = FEAST_PROJECT. skew_threshold (unset = SKEW_THRESHOLD) /
     skew_sample_size: online skew check.
     """
@@ -73,7 +74,7 @@ def training_pipeline(
     trained = dict(**data, towers=tt.outputs["towers"], index=idx.outputs["index"], ranker=rk.outputs["ranker"])
     ev = evaluate(**trained, **model, baselines=baselines)
     pkg = package(**trained, report=ev.outputs["report"], **model)
-    reg = register(bundle=pkg.outputs["bundle"], gate_min_delta=gate_min_delta)
+    reg = register(bundle=pkg.outputs["bundle"], gate_margin=gate_margin)
     mat = materialize(bundle=pkg.outputs["bundle"], feast_project=feast_project)
     mat.after(reg)
     skew(bundle=pkg.outputs["bundle"], online=mat.outputs["online"], feast_project=feast_project,

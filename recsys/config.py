@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     runs_dir: Path = Field(Path("runs"), description="Local state: MLflow store, kfp.local root, Feast data")
     mlflow_tracking_uri: str | None = Field(None, description="Default sqlite:///<RUNS_DIR>/mlflow.db")
     registered_model_name: str = Field("recommender", description="MLflow registered model")
+    gate_margin: float = Field(-0.002, le=0.1, description="Registry gate: promote when the lower bound of the 95% "
+                               "paired-bootstrap interval of NDCG@10 (challenger - champion) is above this")
+    gate_resamples: int = Field(1000, ge=100, description="Bootstrap resamples of the gate's interval (users)")
     feast_repo_path: Path = Field(Path("feature_repo"), description="Feast feature repo (features as code)")
     feast_project: str = Field("recommender", description="Feast project (tests use their own)")
     redis_url: str | None = Field(

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 
 from recsys.constants import GATE_METRIC
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
 
     from recsys.config import Settings
+    from recsys.evaluation.gate import GateDecision
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class RegistrationResult:
     metric: float | None = None
     champion_metric: float | None = None
     previous_champion: str | None = None
+    decided_by: str = ""
+    diff: float | None = None  # mean paired NDCG@10 difference, challenger - champion
+    diff_ci95: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,11 +104,11 @@ def experiment_id(c: MlflowClient, settings: Settings) -> str:
 
 def _flat_metrics(report: dict, manifest_metrics: dict) -> dict[str, float]:
     out: dict[str, float] = {}
-    for k, v in manifest_metrics.items():
-        out[metric_name(k)] = float(v)
-    for model, ms in report.get("models", {}).items():
-        for k, v in ms.items():
-            out[metric_name(f"{model}.{k}")] = float(v)
+    scalars = {(None, k): v for k, v in manifest_metrics.items()}
+    scalars.update({(model, k): v for model, ms in report.get("models", {}).items() for k, v in ms.items()})
+    for (model, k), v in scalars.items():
+        if isinstance(v, (int, float)):  # intervals (<metric>_ci95 pairs) stay in report.json
+            out[metric_name(f"{model}.{k}" if model else k)] = float(v)
     for k, v in report.get("funnel", {}).items():
         out[metric_name(f"funnel.{k}")] = float(v)
     for k, v in report.get("seconds", {}).items():
@@ -128,24 +132,22 @@ def current_champion(c: MlflowClient, name: str):
         return None
 
 
-def gate(new_metric: float, protocol: str, champion, min_delta: float = 0.0) -> tuple[bool, str, float | None]:
-    """Promote when there is no champion, or the new metric >= champion's + ``min_delta`` on the same protocol."""
+def gate(challenger_dir: Path, protocol: str, champion, margin: float, settings: Settings) -> GateDecision:
+    """Promote when there is no champion, or when the lower bound of the 95% interval of the paired
+    NDCG@10 difference (challenger - champion, on the challenger's test users) is above ``margin``
+    (:mod:`recsys.evaluation.gate`). A champion trained under another protocol is never compared."""
+    from recsys.evaluation.gate import GateDecision, paired_gate
+
     if champion is None:
-        return True, f"no current {CHAMPION}: first version promoted", None
-    tags = champion.tags or {}
-    champ_protocol = tags.get("protocol")
-    try:
-        champ_metric = float(tags[metric_name(GATE_METRIC)])
-    except (KeyError, ValueError):
-        return True, f"{CHAMPION} v{champion.version} has no {GATE_METRIC} recorded: replaced", None
+        return GateDecision(True, f"no current {CHAMPION}: first version promoted", "no_champion", margin=margin)
+    champ_protocol = (champion.tags or {}).get("protocol")
     if champ_protocol != protocol:
-        return False, (f"not promoted: {CHAMPION} v{champion.version} was evaluated on protocol {champ_protocol!r}, "
-                       f"this run on {protocol!r}; metrics are not comparable"), champ_metric
-    if new_metric >= champ_metric + min_delta:
-        return True, (f"promoted: {GATE_METRIC} {new_metric:.5f} >= {CHAMPION} v{champion.version}'s "
-                      f"{champ_metric:.5f}" + (f" + {min_delta}" if min_delta else "")), champ_metric
-    return False, (f"not promoted: {GATE_METRIC} {new_metric:.5f} < {CHAMPION} v{champion.version}'s "
-                   f"{champ_metric:.5f}" + (f" + {min_delta}" if min_delta else "")), champ_metric
+        return GateDecision(False, f"not promoted: {CHAMPION} v{champion.version} was evaluated on protocol "
+                            f"{champ_protocol!r}, this run on {protocol!r}; metrics are not comparable",
+                            "protocol_mismatch", margin=margin)
+    champion_dir = resolve_bundle(CHAMPION, settings=settings)
+    return paired_gate(challenger_dir, champion_dir, margin, f"{CHAMPION} v{champion.version}",
+                       n_resamples=settings.gate_resamples, seed=settings.seed)
 
 
 def _log_run(run: ActiveRun, bundle_dir: Path, manifest: dict, report: dict, extra_params: dict | None) -> str:
@@ -178,14 +180,15 @@ def log_and_register(
     report: dict | None = None,
     settings: Settings | None = None,
     *,
-    min_delta: float = 0.0,
+    margin: float | None = None,
     run_name: str | None = None,
     extra_params: dict | None = None,
 ) -> RegistrationResult:
     """Log params/metrics/bundle as an MLflow run, register a model version, apply the gate.
 
-    The new version gets ``@champion`` when it passes :func:`gate`, else ``@challenger``; the
-    reason is logged as the run's ``gate_reason`` tag and the version's description.
+    The new version gets ``@champion`` when it passes :func:`gate` (``margin``: the gate's margin,
+    default ``GATE_MARGIN``), else ``@challenger``; the reason is logged as the run's ``gate_reason``
+    tag and the version's description, the interval as ``gate_*`` tags.
     """
     import mlflow
 
@@ -203,18 +206,30 @@ def log_and_register(
         artifact_uri = _log_run(run, bundle_dir, manifest, report or {}, extra_params)
         _ensure_registered_model(c, name)
         champion = current_champion(c, name)
-        promoted, reason, champ_metric = gate(metric, protocol, champion, min_delta)
+        decision = gate(bundle_dir, protocol, champion, s.gate_margin if margin is None else margin, s)
+        promoted, reason = decision.promoted, decision.reason
+        champ_metric = _champion_metric(champion)
         tags = {"protocol": protocol, "bundle_version": manifest["version"], metric_name(GATE_METRIC): str(metric)}
         mv = c.create_model_version(name, source=artifact_uri, run_id=run.info.run_id, description=reason, tags=tags)
         alias = CHAMPION if promoted else CHALLENGER
         c.set_registered_model_alias(name, alias, mv.version)
-        mlflow.set_tags({"gate_reason": reason, "promoted": str(promoted).lower(), "model_version": mv.version})
+        mlflow.set_tags({"gate_reason": reason, "promoted": str(promoted).lower(), "model_version": mv.version,
+                         **decision.tags()})
     log.info("registered %s v%s (%s): %s", name, mv.version, alias, reason)
     return RegistrationResult(
         version=str(mv.version), run_id=run.info.run_id, promoted=promoted, reason=reason, artifact_uri=artifact_uri,
         model_name=name, alias=alias, metric=metric, champion_metric=champ_metric,
         previous_champion=str(champion.version) if champion is not None else None,
+        decided_by=decision.decided_by, diff_ci95=decision.diff.as_list() if decision.diff else None,
+        diff=decision.diff.mean if decision.diff else None,
     )
+
+
+def _champion_metric(champion) -> float | None:
+    try:
+        return float((champion.tags or {})[metric_name(GATE_METRIC)]) if champion is not None else None
+    except (KeyError, ValueError):
+        return None
 
 
 def model_version(alias: str = CHAMPION, settings: Settings | None = None):

@@ -7,11 +7,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recsys.constants import PRIMARY_MODEL
+from recsys.evaluation.bootstrap import metric_intervals, per_user_metrics
 from recsys.evaluation.metrics import evaluate_lists
 from recsys.features.catalog import Catalog
 from recsys.features.users import UserState
@@ -33,9 +34,10 @@ BATCH = 512
 class Evaluation:
     """Metrics per model on the level's labels, the candidate funnel and seconds per model."""
 
-    models: dict[str, dict[str, float]] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> value, and <metric>_ci95 -> [lo, hi]
     funnel: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    per_user: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> metric -> value per user
 
 
 def top_k_from_scores(scores: np.ndarray, states: list[UserState], catalog: Catalog,
@@ -58,13 +60,16 @@ def batched(fn: Callable[[list[UserState]], np.ndarray], states: list[UserState]
 class _Scorer:
     """Scores ranked lists on one level's labels and records each model's seconds."""
 
-    def __init__(self, level: Level, result: Evaluation):
-        self.level, self.result = level, result
+    def __init__(self, level: Level, result: Evaluation, seed: int = 0):
+        self.level, self.result, self.seed = level, result, seed
 
     def __call__(self, name: str, lists: dict[int, list[int]], started: float) -> None:
         cat = self.level.catalog
-        m = evaluate_lists(lists, self.level.labels, len(cat), cat.genre_sets)
+        m: dict[str, Any] = evaluate_lists(lists, self.level.labels, len(cat), cat.genre_sets)
+        per_user = per_user_metrics(lists, self.level.labels)
+        m.update(metric_intervals(per_user, seed=self.seed))  # the same users resampled for every model
         self.result.models[name] = m
+        self.result.per_user[name] = per_user
         self.result.seconds[f"eval_{name}"] = time.perf_counter() - started
         log.info("%-18s ndcg@10 %.4f recall@10 %.4f hr@10 %.4f", name, m["ndcg@10"], m["recall@10"], m["hr@10"])
 
@@ -129,7 +134,7 @@ def evaluate_models(level: Level, rec: TwoStageRecommender, index_stats: IndexSt
     """Metrics per model on ``level``'s labels (the baselines, each channel, the two-stage model);
     the candidate funnel (``funnel`` holds the training run's own entries)."""
     result = Evaluation()
-    score = _Scorer(level, result)
+    score = _Scorer(level, result, settings.seed)
     if baselines:
         evaluate_baselines(level, settings, score)
     channel_funnel = evaluate_channels(rec, level, settings, score)

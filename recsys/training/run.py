@@ -81,13 +81,16 @@ def save_trained(tm: TrainedModels, out_dir: str | Path, settings: Settings, dat
                  metrics: dict[str, float]) -> Path:
     """The model bundle of a training run (:func:`recsys.artifacts.bundle.save_bundle`)."""
     from recsys.artifacts.bundle import save_bundle
+    from recsys.evaluation.gate import write_gate_set
 
-    return save_bundle(
+    path = save_bundle(
         out_dir, tm.recommender, tm.serving_users, tm.index_stats, protocol=tm.protocol,
         settings=settings_record(settings), data_fingerprint=data_fingerprint, metrics=metrics,
         ranker_features=tm.ranker_sample,
         extra={"two_tower": {k: v for k, v in tm.two_tower_history.items() if k != "loss"}},
     )
+    write_gate_set(tm.level0, path)  # the test users the registry gate compares challenger and champion on
+    return path
 
 
 def train_bundle(data: InteractionData, out_dir: str | Path, settings: Settings, protocol: str = "user-temporal",

@@ -44,7 +44,7 @@ def test_every_step_runs_on_the_project_image_without_pip_install():
         assert ex["container"]["image"] == DEFAULT_IMAGE, name
         assert "pip install" not in " ".join(ex["container"]["command"]), name
     assert set(spec["root"]["inputDefinitions"]["parameters"]) >= {
-        "data_dir", "embedding_dim", "top_k_candidates", "ranker_rounds", "gate_min_delta"}
+        "data_dir", "embedding_dim", "top_k_candidates", "ranker_rounds", "gate_margin"}
 
 
 def test_model_settings_are_optional_so_the_environment_decides():

@@ -26,12 +26,14 @@ def test_metric_names_are_sanitized():
     assert metric_name("two_tower+ranker.hr@5") == "two_tower_plus_ranker.hr_at_5"
 
 
-def test_gate_refuses_another_protocol():
+def test_gate_refuses_another_protocol_and_promotes_the_first_version():
+    from recsys.config import Settings
+
     champ = SimpleNamespace(version="3", tags={"protocol": "loo", "ndcg_at_10": "0.1"})
-    ok, reason, _ = gate(0.5, "user-temporal", champ)
-    assert not ok and "protocol" in reason
-    assert gate(0.1, "loo", champ)[0] and not gate(0.09, "loo", champ)[0]
-    assert gate(0.0, "loo", None)[0]
+    d = gate(Path("unused"), "user-temporal", champ, -0.002, Settings())
+    assert not d.promoted and "protocol" in d.reason and d.decided_by == "protocol_mismatch"
+    first = gate(Path("unused"), "loo", None, -0.002, Settings())
+    assert first.promoted and first.decided_by == "no_champion"
 
 
 @pytest.mark.integration
@@ -40,12 +42,14 @@ def test_register_gate_aliases_and_load_by_alias(trained, local_state, tmp_path)
     first = log_and_register(bundle, report)
     assert first.promoted and "first version" in first.reason
 
-    worse = log_and_register(bundle, report, min_delta=1.0)  # needs +1.0 ndcg: cannot pass
-    assert not worse.promoted and "not promoted" in worse.reason
+    worse = log_and_register(bundle, report, margin=0.05)  # needs +0.05 ndcg over itself: cannot pass
+    assert not worse.promoted and "upper bound" in worse.reason and worse.decided_by == "upper_bound"
+    assert worse.diff == 0.0 and worse.diff_ci95 == [0.0, 0.0]  # the same model, paired: no difference at all
     assert str(model_version("champion").version) == first.version
     assert str(model_version("challenger").version) == worse.version
 
-    equal = log_and_register(bundle, report)  # same ndcg@10: >= passes
+    equal = log_and_register(bundle, report)  # same model: lower bound 0 > default margin -0.002
+    assert equal.decided_by == "lower_bound" and "lower bound" in equal.reason
     assert equal.promoted and equal.previous_champion == first.version
     assert str(model_version("champion").version) == equal.version
 
