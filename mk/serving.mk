@@ -55,3 +55,14 @@ benchmark-events: install ## The event log's Redis killed and restarted under lo
 LOOP_USERS ?= 200
 loop-demo: install ## The feedback loop measured: replay a time slice as events, online features change, retrain on the archive -> reports/loop.{json,md}
 	$(PY) scripts/loop_demo.py $(if $(DATA_DIR),--data-dir "$(DATA_DIR)",) --users $(LOOP_USERS) --out $(REPORTS_DIR)
+
+# ---- measured rollouts (docs/rollout.md) ---------------------------------------------------
+AB_ARGS ?=
+AB_SIM_ARGS ?=
+.PHONY: ab-report ab-simulate
+
+ab-report: install ## A/B outcome report from the logged events -> reports/ab-report.{json,md,png} (AB_ARGS=--archive DIR)
+	$(PY) scripts/ab_report.py --out $(REPORTS_DIR) $(AB_ARGS)
+
+ab-simulate: install ## Simulated users drive a live two-arm transformer: A/B power and A/A false positives -> reports/ab-simulation.json
+	$(PY) scripts/ab_simulate.py --out $(REPORTS_DIR) $(AB_SIM_ARGS)

@@ -24,6 +24,7 @@ class RequestContext:
     timings: dict[str, float] = field(default_factory=dict)
     cache_hit: bool = False
     cache_used: bool = False
+    variants: list[str] | None = None  # the experiment arm of each user (None: no experiment)
 
     def degrade(self, reason: str) -> None:
         if reason not in self.reasons:

@@ -142,6 +142,18 @@ class EventsModel(Model):
                 await asyncio.sleep(DRAIN_EVERY_SECONDS)
             m.SPOOL_DEPTH.set(self.spool.depth())
 
+    def _check_variant(self, event: Event) -> None:
+        """With an experiment running, an event's variant must be one of its arms (400 otherwise)."""
+        router = self.transformer.router
+        if router is None or event.variant is None:
+            return
+        exp = router.experiment
+        if event.variant not in exp.arm_names():
+            m.ERRORS.labels("transformer", "bad_request").inc()
+            raise InvalidInput(f"variant: {event.variant!r} is not an arm of experiment {exp.id!r} "
+                               f"({', '.join(exp.arm_names())})")
+        m.AB_EVENTS.labels(exp.id, event.variant, event.event_type).inc()
+
     async def predict(self, payload: InferRequest, headers: dict | None = None,
                       response_headers: dict | None = None) -> InferResponse:
         m.REQUESTS.labels("transformer", "events").inc()
@@ -151,6 +163,7 @@ class EventsModel(Model):
         except InvalidInput:
             m.ERRORS.labels("transformer", "bad_request").inc()
             raise
+        self._check_variant(event)
         durable = await self._log(event)
         m.EVENTS.labels(event.event_type, durable).inc()
         if durable == "spool":
@@ -158,7 +171,7 @@ class EventsModel(Model):
         params: dict = {"model_version": t.version, "event_type": event.event_type, "durable": durable}
         if not t.features_shared:
             t.features.apply(event)  # in-memory rows: no consumer sees them, apply here
-        if t.cache is not None:
+        if t.cache is not None and event.event_type != "impression":  # an impression changes no answer
             try:
                 await t.deps["redis"].call(lambda: t.cache.invalidate(event.user_id))
             except DependencyDown:

@@ -42,6 +42,8 @@ class BundleFeatures:
     def apply(self, event: Any) -> dict:
         """An event (:class:`recsys.online.events.Event`) applied to the user's row in memory."""
         row = self.rows.get(int(event.user_id))
+        if event.event_type == "impression":
+            return row or {}
         state = append_event(UserState.from_row(row) if row else None, event.user_id, event.item_id, event.timestamp,
                              self.history_len, event_type=event.event_type, value=event.value)
         self.rows[int(event.user_id)] = new = state.to_row()

@@ -36,6 +36,12 @@ DEPENDENCY_CALLS = Counter("recommender_dependency_calls", "Calls to a dependenc
 EVENTS = Counter("recommender_events", "Feedback events acknowledged, by type and where they are durable (log, spool)",
                  ["event_type", "durable"])
 SPOOL_DEPTH = Gauge("recommender_event_spool_depth", "Events spooled on disk while the event log was unreachable")
+AB_ANSWERS = Counter("recommender_ab_answers", "Users answered per experiment arm (kind: requests, fallbacks)",
+                     ["experiment", "variant", "kind"])
+AB_LATENCY = Histogram("recommender_ab_latency_seconds", "End-to-end latency of requests per experiment arm",
+                       ["experiment", "variant"], buckets=STAGE_LATENCY._upper_bounds[:-1])
+AB_EVENTS = Counter("recommender_ab_events", "Feedback events per experiment arm and event type",
+                    ["experiment", "variant", "event_type"])
 ROWS_HEALED = Counter("recommender_online_rows_healed", "User rows the online store had lost, refilled from the "
                       "model version")
 

@@ -159,6 +159,25 @@ def settings_or_exit() -> Any:
         exit_with(describe_settings_error(exc))
 
 
+def router_or_exit(settings: Any, collocated: bool) -> Any:
+    """The A/B router of ``AB_EXPERIMENT`` (None when unset); a bad experiment -> one line, exit 2."""
+    if not settings.ab_experiment:
+        return None
+    from predictors.ab import ArmRouter
+    from recsys.online.experiment import ExperimentError, parse_experiment, resolve_arm_versions
+
+    try:
+        exp = parse_experiment(settings.ab_experiment)
+        if collocated:
+            raise ExperimentError("AB_EXPERIMENT: an experiment needs a predictor per arm; it cannot run --collocated")
+        versions = resolve_arm_versions(exp, settings)
+    except ExperimentError as exc:
+        exit_with(str(exc))
+    arms = ", ".join(f"{a.name}={a.model} (v{versions[a.name]}, {a.share:g}) -> {a.predictor_host}" for a in exp.arms)
+    logging.getLogger("predictors").info("experiment %s: %s", exp.id, arms)
+    return ArmRouter(exp, versions, settings)
+
+
 def model_dir_or_exit(model_dir: str | None, model_uri: str | None) -> str | None:
     """``--model_dir`` or the bundle ``--model_uri`` resolves to; no such model -> one line, exit 2."""
     from recsys.artifacts.bundle import BundleError

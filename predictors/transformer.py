@@ -75,6 +75,7 @@ def main() -> None:
         install_error_handlers,
         load_or_exit,
         model_dir_or_exit,
+        router_or_exit,
         settings_or_exit,
     )
     from predictors.spool import EventSpool
@@ -88,13 +89,14 @@ def main() -> None:
     torch.set_num_threads(max(1, args.torch_threads))
     s = settings_or_exit()
     model_dir = model_dir_or_exit(args.model_dir, args.model_uri)
+    router = router_or_exit(s, args.collocated)
     cache = (ResultCache(s.redis_url, s.cache_ttl_seconds, prefix=args.cache_prefix or s.cache_prefix,
                          timeout=s.cache_timeout_seconds)
              if s.redis_url and not args.no_cache else None)
     event_log = open_log(s.redis_url, s.runs_dir, stream=s.event_stream)
     model = RecommenderTransformer(args.model_name, model_dir, features_factory(args, model_dir), cache,
                                    collocated=args.collocated, ranker_threads=args.ranker_threads, settings=s,
-                                   event_log=event_log)
+                                   event_log=event_log, router=router)
     load_or_exit(model)
     if model.engine is not None and args.trending == "feast":
         from predictors.trending import attach_trending

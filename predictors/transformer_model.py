@@ -28,6 +28,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from predictors import metrics as m
+from predictors.ab import ArmRouter
 from predictors.cache import ResultCache
 from predictors.context import RequestContext, cache_field
 from predictors.dependency_calls import DependencyCalls
@@ -59,8 +60,11 @@ class RecommenderTransformer(DependencyCalls, Model):
 
     def __init__(self, name: str, model_dir: str | Path | None, features_factory: Callable[[], Any],
                  cache: ResultCache | None = None, collocated: bool = False, ranker_threads: int = 1,
-                 settings: Settings | None = None, event_log: Any = None):
+                 settings: Settings | None = None, event_log: Any = None, router: ArmRouter | None = None):
         super().__init__(name)
+        if router is not None and collocated:
+            raise ValueError("AB_EXPERIMENT: an experiment needs a predictor per arm; it cannot run --collocated")
+        self.router = router
         self.settings = settings or get_settings()
         self.event_log = event_log
         self._event_client: Any = None
@@ -102,6 +106,11 @@ class RecommenderTransformer(DependencyCalls, Model):
     def version(self) -> str:
         return self.meta.version
 
+    @property
+    def answer_version(self) -> str:
+        """What a cached answer depends on: the model version, and the experiment when one runs."""
+        return self.version if self.router is None else f"{self.version}+{self.router.experiment.fingerprint()}"
+
     def get_input_types(self) -> list[dict]:
         return RECOMMENDER_INPUTS
 
@@ -122,6 +131,8 @@ class RecommenderTransformer(DependencyCalls, Model):
             m.ERRORS.labels("transformer", "bad_request").inc()
             raise
         ctx = RequestContext(req, t0)
+        if self.router is not None:
+            ctx.variants = self.router.assign(req.user_ids)
         pending = list(range(len(req.user_ids)))
         if req.use_cache and self.cache is not None and not req.history:
             pending = await self._lookup_cache(ctx)
@@ -134,8 +145,8 @@ class RecommenderTransformer(DependencyCalls, Model):
         t, req, n = time.perf_counter(), ctx.req, len(ctx.req.user_ids)
         ctx.cache_used = True
         try:
-            got = await self.deps["redis"].call(lambda: self.cache.get_many(req.user_ids, cache_field(self.version,
-                                                                                                        req.k)))
+            got = await self.deps["redis"].call(lambda: self.cache.get_many(req.user_ids,
+                                                                              cache_field(self.answer_version, req.k)))
             ctx.cached = {j: entry for j, entry in enumerate(got) if entry is not None}
             m.CACHE_REQUESTS.labels("hit").inc(len(ctx.cached))
             m.CACHE_REQUESTS.labels("miss").inc(n - len(ctx.cached))
@@ -204,6 +215,8 @@ class RecommenderTransformer(DependencyCalls, Model):
         if self.engine is not None:  # collocated: no hop
             ctx.model_result = self.engine.recommend(sub)
             ctx.model_result.params.pop("fallback", None)
+        elif self.router is not None:
+            await self.router.answer(ctx, sub, lambda part: self._predictor_request(ctx, part), self.name)
         else:
             try:
                 request = self._predictor_request(ctx, sub)
@@ -241,7 +254,8 @@ class RecommenderTransformer(DependencyCalls, Model):
         if ctx.cache_used and fresh and not degraded:
             t = time.perf_counter()
             try:
-                await self.deps["redis"].call(lambda: self.cache.set_many(fresh, cache_field(self.version, req.k)))
+                field = cache_field(self.answer_version, req.k)
+                await self.deps["redis"].call(lambda: self.cache.set_many(fresh, field))
             except DependencyDown:
                 ctx.degrade("redis_down")
             ctx.timings["cache"] = ctx.timings.get("cache", 0.0) + (time.perf_counter() - t) * 1e3
@@ -268,6 +282,8 @@ class RecommenderTransformer(DependencyCalls, Model):
         ctx.timings["end_to_end"] = total = (time.perf_counter() - ctx.t0) * 1e3
         params["latency_ms"] = json_param({k: round(v, 3) for k, v in ctx.timings.items()})
         m.observe_stage("end_to_end", total)
+        if self.router is not None:
+            params.update(self.router.record(ctx, total))
         if self.engine is not None and ctx.model_result is not None:
             m.observe_stage("retrieval", ctx.timings.get("predictor_retrieval", 0.0))
             m.observe_stage("ranking", ctx.timings.get("predictor_ranking", 0.0))

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
 
     # --- event loop -----------------------------------------------------------------------
     event_stream: str = Field("recsys:events", description="Redis Stream of the event log (with REDIS_URL)")
+    ab_experiment: str = Field("", description="Per-user A/B experiment between model versions (JSON, or @file; "
+                               "recsys/online/experiment.py); empty = no experiment")
     event_log_timeout_seconds: float = Field(0.1, gt=0, description="Deadline of writing an event to the log")
     spool_dir: Path | None = Field(None, description="Where events wait while the log is unreachable; "
                                                      "default RUNS_DIR/spool")

@@ -29,7 +29,8 @@ from recsys.data.movielens import DataFormatError, InteractionData, load_moviele
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_list", "rating", "watch", "purchase", "skip")
+EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_list", "rating", "watch", "purchase", "skip", "impression")
+NOT_INTERACTIONS = ("impression",)  # logged for exposure (A/B analysis), never trained on
 INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp", "event_type", "progress", "position")
 
 
@@ -170,9 +171,9 @@ def load_data(data_dir: str | Path) -> InteractionData:
 
 def merge_events(data: InteractionData, events: pd.DataFrame, until: int) -> InteractionData:
     """``data`` with the archived ``events`` (one per event_id, timestamp < ``until``) added as
-    interactions. Events for items the catalog lacks are left out (logged); their users are added
-    to the user table with unknown demographics."""
-    ev = events[events["timestamp"] < until] if len(events) else events
+    interactions. Impressions (what was shown, not what the user did) and events for items the
+    catalog lacks are left out; new users are added to the user table with unknown demographics."""
+    ev = events[(events["timestamp"] < until) & ~events["event_type"].isin(NOT_INTERACTIONS)] if len(events) else events
     if len(ev):
         ev = ev.drop_duplicates("event_id", keep="first")
         known = ev["item_id"].isin(data.items["item_id"])

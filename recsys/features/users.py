@@ -85,10 +85,13 @@ def append_event(state: UserState | None, user_id: int, item_id: int, timestamp:
     ``recent_items`` gets the item appended (the last ``history_len`` kept), ``seen_items`` gets
     it when new, ``n_ratings`` +1, ``last_ts`` = max(last_ts, timestamp), ``first_ts`` is set
     when it was not; a rating's ``value`` moves ``mean_rating`` (a running mean over
-    ``n_ratings``). A ``skip`` only marks the item seen (never recommended again, not history).
+    ``n_ratings``). A ``skip`` only marks the item seen (never recommended again, not history);
+    an ``impression`` changes nothing.
     Demographics stay. Pure: ``state`` is not modified.
     """
     user_id, item_id, timestamp = int(user_id), int(item_id), int(timestamp)
+    if event_type == "impression":  # shown, not acted on: the row does not change
+        return UserState(**{**(state or UserState(user_id=user_id)).__dict__})
     base = state if state is not None else UserState(user_id=user_id, first_ts=timestamp, last_ts=timestamp)
     seen = base.seen_items if item_id in base.seen_items else [*base.seen_items, item_id]
     if event_type == "skip":

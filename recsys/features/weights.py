@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 EVENT_WEIGHTS: dict[str, float] = {"view": 0.25, "click": 0.5, "add_to_list": 0.75, "rating": 1.0, "watch": 0.5,
-                                   "purchase": 1.0, "skip": 0.0}
+                                   "purchase": 1.0, "skip": 0.0, "impression": 0.0}
 POSITION_BIAS_EXPONENT = 0.5  # inverse-propensity weight of an interaction at rank p: (1 + p) ** exponent
 POSITION_WEIGHT_CAP = 5.0
 STRONG = ("purchase", "add_to_list")
@@ -45,4 +45,5 @@ def relevance_grades(held: pd.DataFrame) -> pd.Series:
     kind = held["event_type"].astype(str)
     progress = pd.to_numeric(held.get("progress", pd.Series(np.nan, index=held.index)), errors="coerce")
     strong = kind.isin(STRONG) | ((kind == "watch") & (progress >= 0.8))
-    return pd.Series(np.where(kind == "skip", 0, np.where(strong, 2, 1)), index=held.index, dtype=np.int64)
+    none = kind.isin(("skip", "impression"))
+    return pd.Series(np.where(none, 0, np.where(strong, 2, 1)), index=held.index, dtype=np.int64)

@@ -67,12 +67,12 @@ class Consumer:
         now = int(now or time.time())
         recent = read_archive(self.archive_dir, since=now - max(WINDOWS.values()))
         for item, ts, kind in zip(recent["item_id"], recent["timestamp"], recent["event_type"]):
-            if kind != "skip":
+            if kind not in ("skip", "impression"):
                 self.trending.add(int(item), int(ts))
 
     def _apply(self, events: list[Event]) -> int:
         """Each first-delivered event applied to its user's row, in time order; rows written once per user."""
-        first = [e for e, new in zip(events, self.log.claim(events)) if new]
+        first = [e for e, new in zip(events, self.log.claim(events)) if new and e.event_type != "impression"]
         if not first:
             return 0
         users = sorted({e.user_id for e in first})
@@ -89,7 +89,7 @@ class Consumer:
 
     def _update_trending(self, events: list[Event], now: int) -> int:
         for e in events:
-            if e.event_type != "skip":
+            if e.event_type not in ("skip", "impression"):
                 self.trending.add(e.item_id, e.timestamp)
         counts = self.trending.counts(now)
         touched = set(counts) | self._trend_items  # items whose counts fell to 0 are written too

@@ -2,7 +2,9 @@
 archive and training.
 
 An event says a user did something with an item: ``view``, ``click``, ``add_to_list``,
-``rating`` (with ``value`` 1..5), ``watch`` (with ``progress`` 0..1), ``purchase`` or ``skip``.
+``rating`` (with ``value`` 1..5), ``watch`` (with ``progress`` 0..1), ``purchase`` or ``skip``;
+``impression`` records that a list was shown (its top item, the ``request_id`` and ``variant``
+of the answer): exposure for the A/B analysis, archived but never a feature or a training row.
 ``event_id`` is the idempotency key (the client's, or one generated when it sends none): the log
 may deliver an event more than once, its effects apply once. ``request_id`` and ``variant`` say
 which recommendation the event reacts to (the recommend response carries both), ``position``
@@ -22,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from recsys.data.interactions import EVENT_TYPES  # noqa: F401 - re-exported: the vocabulary of event types
 
-EventType = Literal["view", "click", "add_to_list", "rating", "watch", "purchase", "skip"]  # = EVENT_TYPES
+EventType = Literal["view", "click", "add_to_list", "rating", "watch", "purchase", "skip",
+                    "impression"]  # = EVENT_TYPES
 INT64_MAX = 2**63 - 1
 ID_PATTERN = r"^[A-Za-z0-9._:@/-]{1,128}$"
 

@@ -1,0 +1,221 @@
+"""Prove the A/B machinery: simulated users drive the live transformer with two arms.
+
+1. Train two model versions on the same data: a *better* one, and a *worse* one (the same code
+   trained on a random 15% of the interactions: a stale, data-starved model), register both in
+   a private MLflow store (v1 = worse, v2 = better; the registry gate decides the aliases).
+2. A/B: two predictors (v1, v2) behind one transformer running the experiment
+   ``control = version 1, treatment = version 2``, 50/50.
+3. Simulated users are the better model's test users (its gate set): a user asks for 10 items
+   (``history`` = their training history, a fresh user id per run so each run is a new
+   randomization), the client logs an ``impression``, and the user clicks each shown item that
+   is one they really interacted with next (held-out), with probability ``--click-prob``. Every
+   event goes through the transformer's events endpoint into the event log, with the answer's
+   ``request_id`` and ``variant``.
+4. Each run is analysed from the logged events (recsys/evaluation/ab.py): ``ab_runs`` A/B runs
+   (power = share that pick the better arm), then A/A: both arms serve version 2 from two
+   predictors, ``aa_runs`` runs (false-positive rate = share with a significant difference).
+
+Writes ``<out>/ab-simulation.json`` (``ab_detected_better``, ``aa_runs``,
+``aa_false_positive_rate``, ``power``, per-run decisions, timings) and ``ab-simulation.md``.
+
+    make ab-simulate [AB_SIM_ARGS="--users 300 --aa-runs 20"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_serving import REPO, start  # noqa: E402
+from loop_demo import stop  # noqa: E402
+
+SIM_SETTINGS = dict(embedding_dim=32, history_len=20, tt_epochs=4, tt_patience=2, tt_batch_size=256,
+                    top_k_candidates=100, faiss_n_lists=8, faiss_n_probe=2, cooc_candidates=50, rank_candidates=120,
+                    lgbm_n_estimators=60, lgbm_min_data_in_leaf=20, lgbm_early_stopping_rounds=15, torch_threads=2,
+                    ials_factors=16, ials_iterations=10)
+ID_STRIDE = 10_000_000  # run r's simulated users are (r + 1) * ID_STRIDE + i: a fresh randomization per run
+
+
+class Client:
+    """Keep-alive V2 client of the transformer."""
+
+    def __init__(self, port: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def post(self, model: str, inputs: list[dict]) -> dict:
+        self.conn.request("POST", f"/v2/models/{model}/infer", orjson.dumps({"id": "s", "inputs": inputs}),
+                          {"content-type": "application/json"})
+        resp = self.conn.getresponse()
+        raw = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{model}: {resp.status} {raw[:300]!r}")
+        return orjson.loads(raw)
+
+
+def _int(name: str, v: int) -> dict:
+    return {"name": name, "datatype": "INT64", "shape": [1], "data": [int(v)]}
+
+
+def _str(name: str, v: str) -> dict:
+    return {"name": name, "datatype": "BYTES", "shape": [1], "data": [v]}
+
+
+def simulate_user(c: Client, uid: int, history: list[int], relevant: set[int], rng: np.random.Generator,
+                  click_prob: float) -> None:
+    out = c.post("recommender", [_int("user_id", uid), _int("k", 10),
+                                 {"name": "history", "datatype": "INT64", "shape": [1, len(history)],
+                                  "data": history}])
+    items = next(o["data"] for o in out["outputs"] if o["name"] == "item_id")
+    params = out.get("parameters", {})
+    common = [_str("request_id", str(params["request_id"])), _str("variant", str(params["variant"])),
+              _int("timestamp", int(time.time()))]
+    c.post("events", [_int("user_id", uid), _int("item_id", items[0]), _str("event_type", "impression"),
+                      _int("position", 0), *common])
+    for pos, item in enumerate(items):
+        if item in relevant and rng.random() < click_prob:
+            c.post("events", [_int("user_id", uid), _int("item_id", item), _str("event_type", "click"),
+                              _int("position", pos), *common])
+
+
+def run_once(port: int, users: list, labels: dict, run: int, seed: int, click_prob: float, history_len: int) -> None:
+    rng = np.random.default_rng([seed, run])
+    c = Client(port)
+    for i, s in enumerate(users):
+        simulate_user(c, (run + 1) * ID_STRIDE + i, list(s.recent_items)[-history_len:] or [int(next(iter(
+            labels[s.user_id])))], labels[s.user_id], rng, click_prob)
+
+
+def analyse_run(log_path: Path, run: int, arms: list[str], resamples: int) -> dict:
+    from recsys.evaluation.ab import analyze
+    from recsys.online.archive import events_frame
+    from recsys.online.event_log import SqliteEventLog
+
+    ev = events_frame(list(SqliteEventLog(log_path).entries()))
+    ev = ev[(ev["user_id"] >= (run + 1) * ID_STRIDE) & (ev["user_id"] < (run + 2) * ID_STRIDE)]
+    rep = analyze(ev, arms, n_resamples=resamples, seed=run)
+    cmp = next(iter(rep["comparisons"].values()))
+    return {"run": run, "decision": cmp["decision"], "ctr": {a: r["ctr"] for a, r in rep["arms"].items()},
+            "users": {a: r["users"] for a, r in rep["arms"].items()},
+            "ctr_difference_ci95": cmp.get("ctr", {}).get("difference_ci95")}
+
+
+def train_versions(work: Path, data, rng_seed: int) -> tuple[Path, Path, dict]:
+    from recsys.artifacts.registry import log_and_register
+    from recsys.config import get_settings
+    from recsys.data.movielens import InteractionData
+    from recsys.training.run import train_bundle
+
+    s = get_settings().model_copy(update=SIM_SETTINGS)
+    inter = data.interactions
+    starved = InteractionData(inter.sample(frac=0.15, random_state=rng_seed).reset_index(drop=True), data.items,
+                              data.users)
+    worse, _ = train_bundle(starved, work / "worse", s, baselines=False, progress=False)
+    better, rep = train_bundle(data, work / "better", s, baselines=False, progress=False)
+    reg = {"worse": log_and_register(worse).to_dict(), "better": log_and_register(better).to_dict()}
+    return worse, better, reg
+
+
+def serve_arms(work: Path, env: dict, name: str, bundles: list[Path], models: list[str]) -> tuple[list, int]:
+    procs, hosts = [], []
+    for i, b in enumerate(bundles):
+        p, port = start(["-m", "predictors.predictor", "--model_name", "recommender", "--model_dir", str(b),
+                         "--trending", "off"], env, work / f"{name}-predictor-{i}.log")
+        procs.append(p)
+        hosts.append(f"127.0.0.1:{port}")
+    exp = {"id": name, "arms": [{"name": arm, "model": m, "predictor_host": h, "share": 0.5}
+                                for arm, m, h in zip(("control", "treatment"), models, hosts)]}
+    tr, port = start(["-m", "predictors.transformer", "--model_name", "recommender", "--model_dir", str(bundles[-1]),
+                      "--predictor_host", hosts[0], "--predictor_protocol", "v2", "--feature_source", "bundle",
+                      "--trending", "off"], {**env, "AB_EXPERIMENT": json.dumps(exp)}, work / f"{name}-transformer.log")
+    return [*procs, tr], port
+
+
+def phase(work: Path, env: dict, name: str, bundles: list[Path], models: list[str], users: list, labels: dict,
+          runs: range, a: argparse.Namespace) -> list[dict]:
+    """``runs``: run numbers, unique across phases (they pick the simulated user ids: phases share the log)."""
+    procs, port = serve_arms(work, env, name, bundles, models)
+    out = []
+    try:
+        for r in runs:
+            t = time.perf_counter()
+            run_once(port, users, labels, r, a.seed, a.click_prob, SIM_SETTINGS["history_len"])
+            res = analyse_run(Path(env["RUNS_DIR"]) / "events" / "log.db", r, ["control", "treatment"], a.resamples)
+            res["seconds"] = round(time.perf_counter() - t, 2)
+            out.append(res)
+            print(f"{name} run {r - runs.start + 1}/{len(runs)}: {res['decision']} ctr {res['ctr']} "
+                  f"({res['seconds']} s)", flush=True)
+    finally:
+        stop(procs)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=None, help="GroupLens directory or interaction log (default: synthetic)")
+    ap.add_argument("--users", type=int, default=300, help="simulated users per run (test users of the data)")
+    ap.add_argument("--ab-runs", type=int, default=5)
+    ap.add_argument("--aa-runs", type=int, default=20)
+    ap.add_argument("--click-prob", type=float, default=0.8)
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="reports")
+    a = ap.parse_args(argv)
+    if a.aa_runs < 1 or a.ab_runs < 1:
+        ap.error("--ab-runs and --aa-runs must be >= 1")
+    t0 = time.perf_counter()
+    work = REPO / "runs" / "ab-sim" / uuid.uuid4().hex[:8]
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TQDM_DISABLE="1", RUNS_DIR=str(work / "runs"),
+               MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}", FEAST_PROJECT=f"absim_{uuid.uuid4().hex[:6]}")
+    env.pop("REDIS_URL", None)
+    env.pop("AB_EXPERIMENT", None)
+    os.environ.update({k: env[k] for k in ("RUNS_DIR", "MLFLOW_TRACKING_URI", "FEAST_PROJECT")})
+    os.environ.pop("REDIS_URL", None)
+    from recsys.data.interactions import load_data
+    from recsys.data.synthetic import write_synthetic
+    from recsys.evaluation.gate import read_gate_set
+
+    data_dir = a.data_dir or write_synthetic(work / "data", n_users=max(300, a.users + 50), n_items=400, seed=a.seed)
+    worse, better, registered = train_versions(work, load_data(data_dir), a.seed)
+    trained_s = time.perf_counter() - t0
+    states, labels = read_gate_set(better)
+    users = [states[i] for i in np.random.default_rng(a.seed).permutation(len(states))[: a.users]]
+    ab = phase(work, env, "ab-sim", [worse, better], ["1", "2"], users, labels, range(a.ab_runs), a)
+    aa = phase(work, env, "aa-sim", [better, better], ["2", "2"], users, labels,
+               range(a.ab_runs, a.ab_runs + a.aa_runs), a)
+    power = float(np.mean([r["decision"] == "ship" for r in ab]))
+    fp = float(np.mean([r["decision"] != "no evidence yet" for r in aa]))
+    report = {
+        "ab_detected_better": ab[0]["decision"] == "ship", "power": power, "ab_runs": len(ab),
+        "aa_runs": len(aa), "aa_false_positive_rate": fp, "users_per_run": len(users), "click_prob": a.click_prob,
+        "registered": registered, "ab": ab, "aa": aa,
+        "seconds": {"train_and_register": round(trained_s, 1), "total": round(time.perf_counter() - t0, 1)},
+        "command": "python scripts/ab_simulate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ab-simulation.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "ab-simulation.md").write_text(
+        f"# A/B simulation\n\nProduced by `{report['command']}`.\n\n"
+        f"- A/B (v1 worse vs v2 better, {len(users)} users a run): first run decision "
+        f"**{ab[0]['decision']}**; power {power:.2f} over {len(ab)} runs.\n"
+        f"- A/A (v2 vs v2): false-positive rate {fp:.3f} over {len(aa)} runs "
+        f"({sum(r['decision'] != 'no evidence yet' for r in aa)} significant).\n"
+        f"- Seconds: {report['seconds']}.\n")
+    print(f"ab_detected_better={report['ab_detected_better']} power={power:.2f} "
+          f"aa_false_positive_rate={fp:.3f} ({len(aa)} A/A runs); wrote {out / 'ab-simulation.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
