@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     ials_regularization: float = Field(0.05, ge=0)
     ials_alpha: float = Field(2.0, gt=0)
 
+    # --- SASRec baseline (recsys.models.sasrec; seed = SEED, threads = TORCH_THREADS) -----
+    sasrec_layers: int = Field(2, ge=1, description="Causal Transformer blocks")
+    sasrec_dim: int = Field(64, ge=8, le=1024, description="Hidden size (item and position embeddings)")
+    sasrec_heads: int = Field(1, ge=1, description="Attention heads (must divide SASREC_DIM)")
+    sasrec_dropout: float = Field(0.2, ge=0, lt=1)
+    sasrec_max_len: int = Field(200, ge=2, le=1000, description="Latest items of a history the model reads")
+    sasrec_learning_rate: float = Field(1e-3, gt=0)
+    sasrec_batch_size: int = Field(128, ge=1, description="Users (sequences) per batch")
+    sasrec_max_epochs: int = Field(100, ge=1, description="Max epochs (early stopping on validation NDCG@10)")
+    sasrec_patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping")
+
     # --- local state, registry, feature store -------------------------------------------
     runs_dir: Path = Field(Path("runs"), description="Local state: MLflow store, kfp.local root, Feast data")
     mlflow_tracking_uri: str | None = Field(None, description="Default sqlite:///<RUNS_DIR>/mlflow.db")
