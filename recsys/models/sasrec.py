@@ -53,11 +53,11 @@ class SASRecConfig:
     dim: int = 64
     heads: int = 1
     dropout: float = 0.2
-    max_len: int = 200
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 100
-    patience: int = 5
+    max_len: int = 50
+    learning_rate: float = 3e-3
+    batch_size: int = 64
+    max_epochs: int = 10
+    patience: int = 3
     seed: int = 42
     threads: int = 0  # torch threads, 0 = torch's default
 
