@@ -86,3 +86,20 @@ def test_seen_items_are_never_recommended(fitted, levels):
     for s, r in zip(states, model.recommend(states, k=len(lv.catalog))):
         assert not set(r.item_ids.tolist()) & set(s.seen_items)
         assert len(r.item_ids) == len(lv.catalog) - len(set(s.seen_items))
+
+
+def test_fits_irregular_data_late_items_and_very_short_users(tmp_path):
+    """Items released late (level 2's catalog lacks them, level 0's has them), 1-3 rating users,
+    a gap in time, ids with holes: the fit and refit run and every labelled user is answered."""
+    from recsys.data.movielens import load_movielens
+    from recsys.data.synthetic import write_synthetic
+
+    data = load_movielens(write_synthetic(tmp_path, n_users=200, n_items=300, seed=3, irregular=True))
+    lv = prepare_levels(data, "user-temporal", fast_settings().history_len)
+    assert len(lv.level0.catalog) > len(lv.level2.catalog)
+    model, record = fit_sasrec(lv, fast_settings(sasrec_max_epochs=2))
+    assert 1 <= record["best_epoch"] <= 2 and len(record["val_ndcg@10"]) == record["epochs_run"]
+    states = lv.level0.label_states()
+    recs = model.recommend(states, k=10)
+    assert all(len(r.item_ids) == 10 and not set(r.item_ids.tolist()) & set(s.seen_items)
+               for s, r in zip(states, recs))
