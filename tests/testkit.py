@@ -14,6 +14,9 @@ FAST = dict(
     top_k_candidates=100, faiss_n_lists=8, faiss_n_probe=2, cooc_candidates=50, rank_candidates=120,
     lgbm_n_estimators=60, lgbm_min_data_in_leaf=20, lgbm_early_stopping_rounds=15, torch_threads=2,
     ials_factors=16, ials_iterations=10,  # 300 users: 64 factors overfit
+    # 300 users = 19 batches of 16 per epoch: a high rate learns the synthetic walks in ~15 epochs
+    sasrec_dim=32, sasrec_max_len=50, sasrec_dropout=0.1, sasrec_learning_rate=1e-2, sasrec_batch_size=16,
+    sasrec_max_epochs=15, sasrec_patience=3,
 )
 FAST_ENV = {k.upper(): str(v) for k, v in FAST.items()}
 

@@ -7,4 +7,5 @@
 * :mod:`~recsys.models.ranker_features`  the ranker's inputs; :mod:`~recsys.models.ranker` LambdaMART
 * :mod:`~recsys.models.recommender`      the two stages composed (:class:`TwoStageRecommender`)
 * :mod:`~recsys.models.baselines`        popularity, EASE, iALS
+* :mod:`~recsys.models.sasrec`           SASRec, the sequential baseline (fit on the levels: recsys.training.sasrec)
 """

@@ -4,4 +4,5 @@
 * :mod:`~recsys.training.stages`  the units: towers, retrieval, ranker tables, ranker
 * :mod:`~recsys.training.run`     the stages composed in memory (benchmark, tests)
 * :mod:`~recsys.training.steps`   the same stages as file-based pipeline steps (KFP components)
+* :mod:`~recsys.training.sasrec`  the SASRec baseline: early stopping on level 2, level-0 refit
 """

@@ -12,17 +12,18 @@ from recsys.constants import PRIMARY_MODEL
 from recsys.evaluation.harness import baseline_models, top_k_from_scores
 from recsys.evaluation.metrics import evaluate_lists
 from recsys.features.users import UserState
+from recsys.models.sasrec import SASRec, SASRecConfig
 
 from testkit import fast_settings
 
-MODELS = ("popularity", "ease", "ials", PRIMARY_MODEL)
+MODELS = ("popularity", "ease", "ials", "sasrec", PRIMARY_MODEL)
 
 
 @pytest.fixture(scope="module")
 def fitted(trained_models):
     lv = trained_models.level0
     out = {PRIMARY_MODEL: trained_models.recommender}
-    for model in baseline_models(fast_settings()):
+    for model in [*baseline_models(fast_settings()), SASRec(SASRecConfig.from_settings(fast_settings()))]:
         out[model.name] = model.fit(lv.train, lv.catalog, list(lv.states.values()))
     return out
 
