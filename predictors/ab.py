@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kserve.inference_client import RESTConfig
-from kserve.utils.inference_client_factory import InferenceClientFactory
 from kserve.protocol.infer_type import InferRequest
+from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from predictors import metrics as m
 from predictors.context import RequestContext

@@ -31,11 +31,44 @@ def plot_ndcg(report: dict, path: Path) -> None:
 
 def table(report: dict) -> str:
     cols = ("ndcg@10", "recall@10", "recall@20", "hr@10", "mrr", "coverage@10", "diversity@10")
-    lines = ["| model | " + " | ".join(cols) + " | NDCG@10 / EASE |", "|---" * (len(cols) + 2) + "|"]
+    lines = ["| model | " + " | ".join(cols) + " | NDCG@10 95% CI | NDCG@10 / EASE |", "|---" * (len(cols) + 3) + "|"]
     ease = report["models"]["ease"]["ndcg@10"]
     for name, m in report["models"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {m['ndcg@10'] / ease:.2f}x |")
+        ci = m.get("ndcg@10_ci95")
+        ci_text = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-"
+        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {ci_text} | "
+                     f"{m['ndcg@10'] / ease:.2f}x |")
     return "\n".join(lines)
+
+
+def extras(report: dict) -> list[str]:
+    """The comparison with the best baseline, the SASRec record and the ablations, as markdown lines."""
+    out: list[str] = []
+    vs = report.get("versus_best_baseline")
+    if vs:
+        for name in dict.fromkeys([vs["best_baseline"], "sasrec"]):
+            d = vs.get(name)
+            if d:
+                lo, hi = d["ndcg@10_diff_ci95"]
+                out.append(f"two_tower+ranker - {name}: NDCG@10 {d['ndcg@10_diff']:+.4f} (95% CI [{lo:+.4f}, "
+                           f"{hi:+.4f}], paired over users; {100 * (d['relative'] or 0):+.1f}% relative).")
+    sr = report.get("sasrec")
+    if sr:
+        out.append(f"SASRec: {sr['hyper_parameters']}, best epoch {sr['best_epoch']} of {sr['epochs_run']} "
+                   f"(validation NDCG@10 {sr['best_val_ndcg@10']:.4f}), trained in {sr['train_seconds']:.0f} s.")
+    ab = report.get("ablations", {})
+    if "mmr" in ab:
+        out += ["", "| MMR lambda | NDCG@10 | coverage@10 | diversity@10 |", "|---|---|---|---|"]
+        out += [f"| {lam} | {m['ndcg@10']:.4f} | {m['coverage@10']:.4f} | {m['diversity@10']:.4f} |"
+                for lam, m in ab["mmr"].items()]
+    if "cold_warm" in ab:
+        out += ["", "| train history | users | two_tower+ranker NDCG@10 | SASRec | EASE |", "|---|---|---|---|---|"]
+        for bucket, row in ab["cold_warm"].items():
+            cells = [f"{row[n]['ndcg@10']:.4f}" if n in row else "-" for n in ("two_tower+ranker", "sasrec", "ease")]
+            out.append(f"| {bucket} | {row['users']} | " + " | ".join(cells) + " |")
+    if "no_ranker" in ab:
+        out.append(f"\nWithout the ranker (two-tower alone): NDCG@10 {ab['no_ranker']['ndcg@10']:.4f}.")
+    return out
 
 
 def write_markdown(reports: list[dict], out: Path, command: str) -> None:
@@ -53,7 +86,7 @@ def write_markdown(reports: list[dict], out: Path, command: str) -> None:
             "", f"## `{r['protocol']}`", "",
             f"{d['users']} users, {d['items']} items, {d['train']} train / {d['test']} test interactions "
             f"({d['test_users']} test users).", "",
-            table(r), "",
+            table(r), "", *extras(r), "",
             f"![NDCG@K]({Path(r['plot']).name})", "",
             "Funnel: " + ", ".join(f"{k} = {v:.4f}" for k, v in f.items()) + ".",
             f"Index: {r['index']['kind']} nlist={r['index']['nlist']} nprobe={r['index']['nprobe']} "

@@ -19,7 +19,7 @@ from recsys.data.movielens import InteractionData
 from recsys.models.index import IndexStats
 from recsys.models.ranker import Ranker
 from recsys.models.recommender import TwoStageRecommender
-from recsys.training.levels import Level, prepare_levels, serving_user_table
+from recsys.training.levels import Level, Levels, prepare_levels, serving_user_table
 from recsys.training.stages import build_retrieval, train_ranker, train_towers
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class TrainedModels:
     ranker_sample: np.ndarray  # ranker training rows (the bundle's feature histograms)
     serving_users: pd.DataFrame  # the rows served and materialized (recsys.training.levels.serving_user_table)
     seconds: dict[str, float] = field(default_factory=dict)
+    levels: Levels | None = None  # all three levels (the benchmark fits its sequential baseline on them)
 
     @property
     def ranker(self) -> Ranker:
@@ -68,7 +69,7 @@ def train_models(data: InteractionData, protocol: str, settings: Settings, progr
     seconds.update(ranked.seconds)
     rec0.ranker = ranked.ranker
     return TrainedModels(protocol, levels.level0, rec0, stats, towers.history, ranked.funnel, ranked.train.x, serving,
-                         seconds)
+                         seconds, levels)
 
 
 def settings_record(settings: Settings) -> dict[str, Any]:

@@ -99,7 +99,8 @@ def test_an_event_for_a_variant_the_experiment_lacks_is_refused(ab_transformer, 
                     json=_event(user, item, event_type="impression", variant="treatment"), timeout=30)
     assert ok.status_code == 200, ok.text
     metrics = httpx.get(f"{ab_transformer.url}/metrics", timeout=10).text
-    assert 'recommender_ab_events_total{event_type="impression",experiment="exp-test",variant="treatment"} 1.0' in metrics
+    series = 'recommender_ab_events_total{event_type="impression",experiment="exp-test",variant="treatment"} 1.0'
+    assert series in metrics
 
 
 @pytest.mark.parametrize(("model_b", "share_b", "message"), [
@@ -108,8 +109,9 @@ def test_an_event_for_a_variant_the_experiment_lacks_is_refused(ab_transformer, 
     ("7", 0.5, "arm 'treatment': model '7' is not in the registry"),
 ])
 def test_a_bad_experiment_is_refused_at_start(stack, registry, tmp_path, model_b, share_b, message):
-    from servingkit import free_port, server_env
     from test_serving_cli import one_error_line
+
+    from servingkit import free_port, server_env
 
     exp = json.loads(experiment(stack, model_b))
     exp["arms"][0]["share"] = 0.5
