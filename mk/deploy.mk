@@ -33,3 +33,16 @@ deploy: tools ## helm upgrade --install on the current kubectl context (STORAGE_
 	  $(if $(IMAGE_REPO),--set image.repository=$(IMAGE_REPO),) $(if $(IMAGE_TAG),--set image.tag=$(IMAGE_TAG),) \
 	  $(HELM_EXTRA) --wait --timeout 10m
 	$(HELM) test $(RELEASE) --namespace $(NAMESPACE)
+
+# ---- canary rollout (docs/rollout.md) -------------------------------------------------------
+CANARY_PERCENT ?= 10
+.PHONY: canary promote rollback
+
+canary: tools ## Start a KServe canary of STORAGE_URI on the release (CANARY_PERCENT=10 of the traffic)
+	$(PY) scripts/rollout.py canary --storage-uri "$(STORAGE_URI)" --percent $(CANARY_PERCENT) --release $(RELEASE) --namespace $(NAMESPACE)
+
+promote: tools ## The running canary gets 100%: its storageUri becomes model.storageUri
+	$(PY) scripts/rollout.py promote --release $(RELEASE) --namespace $(NAMESPACE)
+
+rollback: tools ## All traffic back to model.storageUri; the canary is cleared
+	$(PY) scripts/rollout.py rollback --release $(RELEASE) --namespace $(NAMESPACE)

@@ -10,6 +10,10 @@ scaleTarget: {{ $as.target }}
 containerConcurrency: {{ $as.containerConcurrency }}
 {{- end }}
 timeout: {{ .Values.inferenceService.timeoutSeconds }}
+{{- if .Values.canary.storageUri }}
+# Canary: the new revision (canary.storageUri) gets this share, the last fully rolled-out one the rest.
+canaryTrafficPercent: {{ .Values.canary.trafficPercent }}
+{{- end }}
 labels:
   {{- include "recommender.selectorLabels" . | nindent 2 }}
 securityContext:
@@ -100,7 +104,7 @@ env:
   {{- if not .collocated }}
   # The transformer reads the bundle too (popularity fallback, item titles).
   - name: STORAGE_URI
-    value: {{ $v.model.storageUri | quote }}
+    value: {{ include "recommender.storageUri" .root | quote }}
   {{- end }}
   {{- if .inProcess }}
   # KServe reads the predictor's protocol from PROTOCOL on custom containers.

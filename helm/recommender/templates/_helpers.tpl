@@ -115,3 +115,15 @@ ConfigMap, the Redis password from its Secret, REDIS_URL built from both.
 - name: REDIS_URL
   value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:%d/%d" (include "recommender.redisHost" .) (int .Values.redisConnection.port) (int .Values.redisConnection.db) | quote }}
 {{- end }}
+
+{{/* The model the servers load: the canary's storageUri while a canary runs, else model.storageUri. */}}
+{{- define "recommender.storageUri" -}}
+{{- $uri := required "model.storageUri is required: the artifact URI of the MLflow `champion` version (see docs/deploy.md)" .Values.model.storageUri -}}
+{{- with .Values.canary.storageUri -}}
+{{- if not (has $.Values.inferenceService.deploymentMode (list "Serverless" "Knative")) -}}
+{{- fail (printf "canary.storageUri: KServe canaries (canaryTrafficPercent) need deploymentMode Serverless, not %s" $.Values.inferenceService.deploymentMode) -}}
+{{- end -}}
+{{- $uri = . -}}
+{{- end -}}
+{{- $uri -}}
+{{- end }}
