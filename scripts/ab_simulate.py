@@ -127,16 +127,21 @@ def train_versions(work: Path, data, rng_seed: int) -> tuple[Path, Path, dict]:
 
 def serve_arms(work: Path, env: dict, name: str, bundles: list[Path], models: list[str]) -> tuple[list, int]:
     procs, hosts = [], []
-    for i, b in enumerate(bundles):
-        p, port = start(["-m", "predictors.predictor", "--model_name", "recommender", "--model_dir", str(b),
-                         "--trending", "off"], env, work / f"{name}-predictor-{i}.log")
-        procs.append(p)
-        hosts.append(f"127.0.0.1:{port}")
-    exp = {"id": name, "arms": [{"name": arm, "model": m, "predictor_host": h, "share": 0.5}
-                                for arm, m, h in zip(("control", "treatment"), models, hosts)]}
-    tr, port = start(["-m", "predictors.transformer", "--model_name", "recommender", "--model_dir", str(bundles[-1]),
-                      "--predictor_host", hosts[0], "--predictor_protocol", "v2", "--feature_source", "bundle",
-                      "--trending", "off"], {**env, "AB_EXPERIMENT": json.dumps(exp)}, work / f"{name}-transformer.log")
+    try:
+        for i, b in enumerate(bundles):
+            p, port = start(["-m", "predictors.predictor", "--model_name", "recommender", "--model_dir", str(b),
+                             "--trending", "off"], env, work / f"{name}-predictor-{i}.log")
+            procs.append(p)
+            hosts.append(f"127.0.0.1:{port}")
+        exp = {"id": name, "arms": [{"name": arm, "model": m, "predictor_host": h, "share": 0.5}
+                                    for arm, m, h in zip(("control", "treatment"), models, hosts)]}
+        tr, port = start(["-m", "predictors.transformer", "--model_name", "recommender", "--model_dir",
+                          str(bundles[-1]), "--predictor_host", hosts[0], "--predictor_protocol", "v2",
+                          "--feature_source", "bundle", "--trending", "off"],
+                         {**env, "AB_EXPERIMENT": json.dumps(exp)}, work / f"{name}-transformer.log")
+    except BaseException:
+        stop(procs)  # never leave a started predictor behind
+        raise
     return [*procs, tr], port
 
 
