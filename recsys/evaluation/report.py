@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+from recsys.constants import PRIMARY_MODEL
+
 KS = (1, 5, 10, 20, 50, 100)
 
 
@@ -50,7 +52,7 @@ def extras(report: dict) -> list[str]:
             d = vs.get(name)
             if d:
                 lo, hi = d["ndcg@10_diff_ci95"]
-                out.append(f"two_tower+ranker - {name}: NDCG@10 {d['ndcg@10_diff']:+.4f} (95% CI [{lo:+.4f}, "
+                out.append(f"{PRIMARY_MODEL} - {name}: NDCG@10 {d['ndcg@10_diff']:+.4f} (95% CI [{lo:+.4f}, "
                            f"{hi:+.4f}], paired over users; {100 * (d['relative'] or 0):+.1f}% relative).")
     sr = report.get("sasrec")
     if sr:
@@ -62,9 +64,9 @@ def extras(report: dict) -> list[str]:
         out += [f"| {lam} | {m['ndcg@10']:.4f} | {m['coverage@10']:.4f} | {m['diversity@10']:.4f} |"
                 for lam, m in ab["mmr"].items()]
     if "cold_warm" in ab:
-        out += ["", "| train history | users | two_tower+ranker NDCG@10 | SASRec | EASE |", "|---|---|---|---|---|"]
+        out += ["", f"| train history | users | {PRIMARY_MODEL} NDCG@10 | SASRec | EASE |", "|---|---|---|---|---|"]
         for bucket, row in ab["cold_warm"].items():
-            cells = [f"{row[n]['ndcg@10']:.4f}" if n in row else "-" for n in ("two_tower+ranker", "sasrec", "ease")]
+            cells = [f"{row[n]['ndcg@10']:.4f}" if n in row else "-" for n in (PRIMARY_MODEL, "sasrec", "ease")]
             out.append(f"| {bucket} | {row['users']} | " + " | ".join(cells) + " |")
     if "no_ranker" in ab:
         out.append(f"\nWithout the ranker (two-tower alone): NDCG@10 {ab['no_ranker']['ndcg@10']:.4f}.")

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from recsys.constants import PRIMARY_MODEL
+
 from testkit import FAST_ENV
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,7 @@ def test_benchmark_writes_every_protocol_with_sasrec_intervals_and_ablations(tmp
     for protocol in PROTOCOLS:
         rep = json.loads((tmp_path / "r" / f"quality-{protocol}.json").read_text())
         models = rep["models"]
-        assert {"popularity", "ease", "ials", "sasrec", "two_tower+ranker"} <= set(models)
+        assert {"popularity", "ease", "ials", "sasrec", PRIMARY_MODEL} <= set(models)
         for m in models.values():
             lo, hi = m["ndcg@10_ci95"]
             assert lo <= m["ndcg@10"] <= hi
