@@ -30,6 +30,11 @@ def events_frame(events: list[Event]) -> pd.DataFrame:
     return df
 
 
+def sort_events(df: pd.DataFrame) -> pd.DataFrame:
+    """Events in the archive's order: by timestamp, ties by event_id (a stable sort), index reset."""
+    return df.sort_values(["timestamp", "event_id"], kind="mergesort").reset_index(drop=True)
+
+
 def write_batch(events: list[Event], archive_dir: str | Path) -> list[Path]:
     """Append ``events`` to the archive (one file per UTC day in the batch); the files written.
     Each file is written to a temporary name, fsynced and renamed: a reader never sees half a file."""
@@ -64,7 +69,7 @@ def read_archive(archive_dir: str | Path, until: int | None = None, since: int |
         df = df[df["timestamp"] >= since]
     if until is not None:
         df = df[df["timestamp"] < until]
-    return df.sort_values(["timestamp", "event_id"], kind="mergesort").reset_index(drop=True)
+    return sort_events(df)
 
 
 def raw_rows(archive_dir: str | Path) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsys.online.archive import events_frame, raw_rows, read_archive
+from recsys.online.archive import events_frame, raw_rows, read_archive, sort_events
 from recsys.online.events import EVENT_COLUMNS
 
 
@@ -29,7 +29,7 @@ def export_events(out: str | Path) -> dict[str, int]:
     archived = read_archive(s.archive_dir())
     in_log = events_frame(list(open_log(s.redis_url, s.runs_dir, stream=s.event_stream).entries()))
     both = pd.concat([archived, in_log], ignore_index=True).drop_duplicates("event_id", keep="first")
-    both = both.sort_values(["timestamp", "event_id"], kind="mergesort")[list(EVENT_COLUMNS)].reset_index(drop=True)
+    both = sort_events(both)[list(EVENT_COLUMNS)]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     both.to_parquet(out, index=False)
     raw = raw_rows(s.archive_dir())
