@@ -33,6 +33,7 @@ GENRES: tuple[str, ...] = (
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
     "Western",
 )
+AGES = (1, 18, 25, 35, 45, 50, 56)  # the GroupLens age buckets (users.dat)
 FILES = {
     "ratings.dat": ("user_id", "item_id", "rating", "timestamp"),
     "movies.dat": ("item_id", "title", "genres"),

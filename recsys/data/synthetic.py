@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.data.movielens import GENRES
+from recsys.data.movielens import AGES, GENRES
 
 SPAN = 86_400 * 200  # seconds the ratings span
 GAP_START, GAP = SPAN // 2, 86_400 * 30  # nobody rates for a month in the middle
@@ -91,11 +91,10 @@ def write_synthetic(
             iid = shape.item_id(i) if shape else i + 1
             fh.write(f"{iid}::Movie {iid} ({years[i]})::{'|'.join(sorted(gs))}\n")
 
-    ages = (1, 18, 25, 35, 45, 50, 56)
     with (out / "users.dat").open("w", encoding="latin-1") as fh:
         for u in range(n_users):
             uid = shape.user_id(u) if shape else u + 1
-            fh.write(f"{uid}::{'MF'[u % 2]}::{ages[u % len(ages)]}::{u % 21}::{10000 + u:05d}\n")
+            fh.write(f"{uid}::{'MF'[u % 2]}::{AGES[u % len(AGES)]}::{u % 21}::{10000 + u:05d}\n")
 
     t0 = 956_703_932  # 2000-04-26, like ml-1m
     with (out / "ratings.dat").open("w", encoding="latin-1") as fh:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.data.movielens import GENRES
+from recsys.data.movielens import AGES, GENRES
 from recsys.data.splits import order_interactions
 from recsys.features.items import genre_matrix
 
@@ -25,7 +25,6 @@ USER_FEATURES = (
     "gender", "age", "occupation", "n_ratings", "mean_rating", "first_ts", "last_ts",
     "genre_affinity", "recent_items", "seen_items",
 )
-AGES = (1, 18, 25, 35, 45, 50, 56)  # the GroupLens age buckets
 GENDERS = {"F": 1, "M": 2}  # 0 = unknown
 
 

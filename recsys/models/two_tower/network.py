@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.features.users import AGES
+from recsys.data.movielens import AGES
 
 N_YEAR_BUCKETS = 20
 N_OCCUPATIONS = 21  # GroupLens occupation codes 0..20 (higher values are clipped to 21)
