@@ -1,11 +1,13 @@
 """Online user features for the transformer: Feast (default) or the bundle's user table.
 
 Adapter over :mod:`recsys.online` (``get_store``, ``OnlineUserReader`` -- the same rows as
-``get_user_features`` with less per-call overhead -- and ``append_user_event``): the store and
-reader are built once at load time, never per request. The ``bundle`` source keeps the model
-version's ``users.parquet`` in memory plus the events received since start-up; it needs no
-Feast (fast start-up, used by tests and the benchmark's "no feature store" configuration).
-Both apply an event with :func:`recsys.features.users.append_event`.
+``get_user_features`` with less per-call overhead -- and ``write_user_rows``, for the healer):
+the store and reader are built once at load time, never per request. The ``bundle`` source keeps
+the model version's ``users.parquet`` in memory plus the events received since start-up; it
+needs no Feast (fast start-up, used by tests and the benchmark's "no feature store"
+configuration). An event changes a row through :func:`recsys.features.users.append_event` in
+both: the ``bundle`` source applies it here, the Feast rows are updated by the stream consumer
+(:mod:`recsys.online.consumer`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Online user rows in the Feast store: read them, write them, apply an interaction to one.
+"""Online user rows in the Feast store: read them, write them.
 
 The rows hold ``user_id`` + :data:`recsys.features.users.USER_FEATURES`, exactly the training
 user table's columns (what :func:`recsys.online.feature_store.materialize_bundle` pushed).
+Events change them in one place: the stream consumer (:mod:`recsys.online.consumer`) reads the
+rows, applies :func:`recsys.features.users.append_event` and writes them back.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from recsys.features.users import USER_FEATURES, UserState, append_event
+from recsys.features.users import USER_FEATURES
 from recsys.online.feature_store import TIMESTAMP, USER_VIEW
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -145,13 +147,3 @@ def write_user_rows(store: FeatureStore, rows: list[dict], event_time: dt.dateti
     df = pd.DataFrame([{k: r[k] for k in ("user_id", *USER_FEATURES)} for r in rows])
     df[TIMESTAMP] = ts if ts.tzinfo else ts.tz_localize("UTC")
     store.write_to_online_store(USER_VIEW, df)
-
-
-def append_user_event(store: FeatureStore, user_id: int, item_id: int, timestamp: int, history_len: int) -> dict:
-    """Apply one interaction to a user's online row (:func:`recsys.features.users.append_event`;
-    a new row for an unknown user), write it back and return it."""
-    row = get_user_features(store, [int(user_id)])[int(user_id)]
-    new = append_event(UserState.from_row(row) if row is not None else None, user_id, item_id, timestamp,
-                       history_len).to_row()
-    write_user_rows(store, [new])
-    return new

@@ -1,5 +1,6 @@
 """The Feast online stores (embedded SQLite, and the Redis at 127.0.0.1:6379 with a project of
-their own): materialization of a bundle, reads equal to the training table, events."""
+their own): materialization of a bundle, reads equal to the training table, events applied by the
+stream consumer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import pandas as pd
 import pytest
 
 from recsys.features.users import USER_FEATURES
+from recsys.online.consumer import Consumer
+from recsys.online.event_log import SqliteEventLog
+from recsys.online.events import Event
 
 from testkit import REDIS_URL, delete_project_keys, fast_settings, project, redis_available  # noqa: F401 (fixture)
 
@@ -30,9 +34,9 @@ def _check_rows_equal(online: dict, table: pd.DataFrame) -> None:
                 assert got == want, (u, name)
 
 
-def _round_trip(store, bundle_dir) -> None:
+def _round_trip(store, bundle_dir, tmp_path) -> None:
     from recsys.online.feature_store import materialize_bundle
-    from recsys.online.user_rows import OnlineUserReader, append_user_event, get_user_features
+    from recsys.online.user_rows import OnlineUserReader, get_user_features
 
     info = materialize_bundle(store, bundle_dir)
     users = pd.read_parquet(bundle_dir / "users.parquet")
@@ -44,17 +48,19 @@ def _round_trip(store, bundle_dir) -> None:
     assert online.pop(10**9) is None
     _check_rows_equal(online, users)  # no skew: online == training table
 
+    consumer = Consumer(SqliteEventLog(tmp_path / "log.db"), store, tmp_path / "archive", history_len=5)
     u = sample[0]
     before = online[u]
-    new = append_user_event(store, u, 999_999, before["last_ts"] + 10, history_len=5)
+    assert consumer._apply([Event(event_id="rt-1", user_id=u, item_id=999_999, timestamp=before["last_ts"] + 10)]) == 1
     after = get_user_features(store, [u])[u]
-    assert after == new and reader.get([u])[u] == new
+    assert reader.get([u])[u] == after
     assert after["recent_items"] == (before["recent_items"] + [999_999])[-5:]
     assert after["seen_items"][-1] == 999_999 and after["n_ratings"] == before["n_ratings"] + 1
     assert after["last_ts"] == before["last_ts"] + 10
 
-    fresh = append_user_event(store, 10**9 + 1, 7, 1234, history_len=5)
-    assert get_user_features(store, [10**9 + 1])[10**9 + 1] == fresh == reader.get([10**9 + 1])[10**9 + 1]
+    assert consumer._apply([Event(event_id="rt-2", user_id=10**9 + 1, item_id=7, timestamp=1234)]) == 1
+    fresh = get_user_features(store, [10**9 + 1])[10**9 + 1]
+    assert fresh == reader.get([10**9 + 1])[10**9 + 1]
     assert fresh["recent_items"] == [7] and fresh["seen_items"] == [7] and fresh["n_ratings"] == 1
 
     item_ids = pd.read_parquet(bundle_dir / "items.parquet")["item_id"][:3]
@@ -86,7 +92,7 @@ def test_sqlite_online_store(bundle_dir, project, tmp_path):
     store = get_store(project=project, redis_url="", settings=fast_settings(runs_dir=tmp_path))
     assert store.config.online_store.type == "sqlite"
     assert str(tmp_path) in store.config.online_store.path
-    _round_trip(store, bundle_dir)
+    _round_trip(store, bundle_dir, tmp_path)
 
 
 @pytest.mark.integration
@@ -97,7 +103,7 @@ def test_redis_online_store(bundle_dir, project, tmp_path):
     store = get_store(project=project, redis_url=REDIS_URL, settings=fast_settings(runs_dir=tmp_path))
     assert store.config.online_store.type == "redis"
     try:
-        _round_trip(store, bundle_dir)
+        _round_trip(store, bundle_dir, tmp_path)
     finally:
         delete_project_keys(project)
     assert delete_project_keys(project) == 0
