@@ -4,7 +4,7 @@
 Every component runs on the project's image (the Dockerfile at the repository root); nothing
 is installed at run time. ``RECSYS_IMAGE`` overrides the image when compiling.
 Each component is also callable on its own: ``components.ingest.ingest.python_func(...)``
-with ``dsl.Dataset(uri=<local dir>)`` artifacts (see tests/pipeline/pipetest.py).
+with ``dsl.Dataset(uri=<local dir>)`` artifacts (see tests/pipelines/pipetest.py).
 
 The training steps take the model settings the pipeline exposes (``history_len``,
 ``embedding_dim``, ``top_k_candidates``, ``ranker_rounds``) as optional parameters: None keeps

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from servingkit import outputs, v2  # tests/serving/conftest.py
+from servingkit import outputs, v2  # tests/predictors/servingkit.py
 
 pytestmark = pytest.mark.integration
 JSON = {"content-type": "application/json"}
