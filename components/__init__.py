@@ -9,9 +9,25 @@ with ``dsl.Dataset(uri=<local dir>)`` artifacts (see tests/pipelines/pipetest.py
 The training steps take the model settings the pipeline exposes (``history_len``,
 ``embedding_dim``, ``top_k_candidates``, ``ranker_rounds``) as optional parameters: None keeps
 the image's environment (:class:`recsys.config.Settings`), so every step sees the same values.
+
+A component ships only its function's source: it imports what it uses inside the function,
+this package included (``from components import setup_logging``: the image has /app on
+PYTHONPATH, locally the project is installed in the venv).
 """
 
 import os
 
 DEFAULT_IMAGE = "ghcr.io/example/movielens-recommender:0.1.0"
 IMAGE = os.environ.get("RECSYS_IMAGE", DEFAULT_IMAGE)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging() -> None:
+    """The logging of a step (and of ``python -m pipelines``): level LOG_LEVEL
+    (:attr:`recsys.config.Settings.log_level`, default INFO), one line per record on stderr."""
+    import logging
+
+    from recsys.config import get_settings
+
+    logging.basicConfig(level=get_settings().log_level, format=LOG_FORMAT)

@@ -17,9 +17,9 @@ def evaluate(ingested: Input[Dataset], features: Input[Dataset], towers: Input[M
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     from recsys.artifacts.registry import metric_name
     from recsys.constants import PRIMARY_MODEL
     from recsys.training import steps

@@ -17,9 +17,9 @@ def ingest(data_dir: str, protocol: str, ingested: Output[Dataset], events_dir: 
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     from recsys.training import steps
 
     meta = steps.ingest(data_dir or None, ingested.path, protocol, events_dir or None, events_until)

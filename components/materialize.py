@@ -16,9 +16,9 @@ def materialize(bundle: Input[Model], feast_project: Optional[str], online: Outp
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     from pathlib import Path
 
     from recsys.online.feature_store import get_store, materialize_bundle

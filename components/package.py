@@ -16,9 +16,9 @@ def package(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Mo
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     from recsys.constants import PRIMARY_MODEL
     from recsys.training import steps
 

@@ -13,9 +13,9 @@ def register(bundle: Input[Model], gate_margin: float, registration: Output[Arti
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     from pathlib import Path
 
     from recsys.artifacts.registry import log_and_register

@@ -16,9 +16,9 @@ def skew(bundle: Input[Model], online: Input[Artifact], feast_project: Optional[
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     from recsys.config import get_settings
     from recsys.online.feature_store import get_store
     from recsys.online.skew import online_skew

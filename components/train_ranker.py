@@ -16,9 +16,9 @@ def train_ranker(ingested: Input[Dataset], features: Input[Dataset], towers: Inp
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     import lightgbm
 
     from recsys.training import steps

@@ -16,9 +16,9 @@ def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], history_
     import time
 
     t0 = time.perf_counter()
-    import logging
+    from components import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     import torch
 
     from recsys.training import steps

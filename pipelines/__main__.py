@@ -347,9 +347,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from components import setup_logging
+
     args = parser().parse_args(argv)
     try:
+        setup_logging()
         return args.func(args)
     except ValidationError as exc:  # a bad environment variable (recsys.config.Settings)
         from recsys.config import describe_settings_error

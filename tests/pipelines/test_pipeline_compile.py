@@ -60,6 +60,34 @@ def test_model_settings_are_optional_so_the_environment_decides():
     assert settings_with(history_len=None).history_len == settings_with().history_len
 
 
+def test_every_step_logs_at_log_level_through_one_helper():
+    spec = yaml.safe_load(GOLDEN.read_text())
+    for name, ex in spec["deploymentSpec"]["executors"].items():
+        source = " ".join(ex["container"]["command"])
+        assert "basicConfig" not in source and "setup_logging()" in source, name
+
+
+def test_setup_logging_reads_log_level(monkeypatch):
+    import logging
+
+    from components import setup_logging
+    from recsys.config import get_settings
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    get_settings.cache_clear()
+    try:
+        root.handlers = []
+        setup_logging()
+        assert root.level == logging.DEBUG
+    finally:
+        for h in root.handlers:
+            h.close()
+        root.handlers, root.level = handlers, level
+        get_settings.cache_clear()
+
+
 def test_pipeline_run_needs_a_reachable_host(capsys):
     from pipelines.__main__ import EXIT_UNREACHABLE, main
 
