@@ -9,9 +9,9 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def build_index(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], history_len: Optional[int],
-                embedding_dim: Optional[int], top_k_candidates: Optional[int], ranker_rounds: Optional[int],
-                index: Output[Model]):
+def build_index(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], index: Output[Model],
+                history_len: Optional[int] = None, embedding_dim: Optional[int] = None,
+                top_k_candidates: Optional[int] = None, ranker_rounds: Optional[int] = None):
     """level2/ and level0/ (index.faiss, index.json, cooc.npz) + stats.json."""
     import time
 

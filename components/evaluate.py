@@ -10,9 +10,9 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], index: Input[Model],
-             ranker: Input[Model], history_len: Optional[int], embedding_dim: Optional[int],
-             top_k_candidates: Optional[int], ranker_rounds: Optional[int], baselines: bool,
-             report: Output[Artifact], metrics: Output[Metrics]):
+             ranker: Input[Model], baselines: bool, report: Output[Artifact], metrics: Output[Metrics],
+             history_len: Optional[int] = None, embedding_dim: Optional[int] = None,
+             top_k_candidates: Optional[int] = None, ranker_rounds: Optional[int] = None):
     """``report``: report.json (every model's metrics, the funnel, seconds); ``metrics``: the headline numbers."""
     import time
 

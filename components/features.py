@@ -9,8 +9,9 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def features(ingested: Input[Dataset], history_len: Optional[int], embedding_dim: Optional[int],
-             top_k_candidates: Optional[int], ranker_rounds: Optional[int], features: Output[Dataset]):
+def features(ingested: Input[Dataset], features: Output[Dataset],
+             history_len: Optional[int] = None, embedding_dim: Optional[int] = None,
+             top_k_candidates: Optional[int] = None, ranker_rounds: Optional[int] = None):
     """level{2,1,0}/{history,held,items,users}.parquet and feast/{users,items}.parquet."""
     import time
 

@@ -9,7 +9,7 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def materialize(bundle: Input[Model], feast_project: Optional[str], online: Output[Artifact]):
+def materialize(bundle: Input[Model], online: Output[Artifact], feast_project: Optional[str] = None):
     """``online``: JSON summary (project, online store type, rows, offline files); ``feast_project``
     None = FEAST_PROJECT."""
     import json

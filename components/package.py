@@ -10,8 +10,9 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def package(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], index: Input[Model],
-            ranker: Input[Model], report: Input[Artifact], history_len: Optional[int], embedding_dim: Optional[int],
-            top_k_candidates: Optional[int], ranker_rounds: Optional[int], bundle: Output[Model]):
+            ranker: Input[Model], report: Input[Artifact], bundle: Output[Model],
+            history_len: Optional[int] = None, embedding_dim: Optional[int] = None,
+            top_k_candidates: Optional[int] = None, ranker_rounds: Optional[int] = None):
     """``bundle``: the bundle directory (recsys/artifacts/bundle.py) with the evaluation's report.json."""
     import time
 

@@ -1,5 +1,7 @@
 """Register: log the run in MLflow, register the bundle as a version of `recommender`, gate `champion`."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
@@ -7,8 +9,9 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def register(bundle: Input[Model], gate_margin: float, registration: Output[Artifact]):
-    """``registration``: JSON of the RegistrationResult (version, promoted, reason, artifact URI)."""
+def register(bundle: Input[Model], registration: Output[Artifact], gate_margin: Optional[float] = None):
+    """``registration``: JSON of the RegistrationResult (version, promoted, reason, artifact URI);
+    ``gate_margin`` None = GATE_MARGIN of the image's environment."""
     import json
     import time
 

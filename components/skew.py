@@ -9,8 +9,8 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def skew(bundle: Input[Model], online: Input[Artifact], feast_project: Optional[str], threshold: Optional[float],
-         sample_size: int, kl: Output[Metrics]) -> bool:
+def skew(bundle: Input[Model], online: Input[Artifact], sample_size: int, kl: Output[Metrics],
+         feast_project: Optional[str] = None, threshold: Optional[float] = None) -> bool:
     """Log KL per feature; metadata ``flagged`` (list) and ``skewed``; return whether any feature is flagged.
     ``feast_project`` / ``threshold``: None = FEAST_PROJECT / SKEW_THRESHOLD of the image's environment."""
     import time

@@ -10,8 +10,8 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_ranker(ingested: Input[Dataset], features: Input[Dataset], towers: Input[Model], index: Input[Model],
-                 history_len: Optional[int], embedding_dim: Optional[int], top_k_candidates: Optional[int],
-                 ranker_rounds: Optional[int], ranker: Output[Model]):
+                 ranker: Output[Model], history_len: Optional[int] = None, embedding_dim: Optional[int] = None,
+                 top_k_candidates: Optional[int] = None, ranker_rounds: Optional[int] = None):
     """ranker.txt (LightGBM text model), ranker.json, ranker_features.npy, funnel.json."""
     import time
 

@@ -9,9 +9,9 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], history_len: Optional[int],
-                    embedding_dim: Optional[int], top_k_candidates: Optional[int], ranker_rounds: Optional[int],
-                    towers: Output[Model]):
+def train_two_tower(ingested: Input[Dataset], features: Input[Dataset], towers: Output[Model],
+                    history_len: Optional[int] = None, embedding_dim: Optional[int] = None,
+                    top_k_candidates: Optional[int] = None, ranker_rounds: Optional[int] = None):
     """level2/ and level0/ two-tower directories (state_dict, shape, item embeddings) + history.json."""
     import time
 

@@ -35,14 +35,13 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         "data_dir": str(args.data_dir or get_settings().data_dir or ""),
         "protocol": args.protocol,
         "baselines": not args.no_baselines,
-        "gate_margin": args.gate_margin,
         "skew_sample_size": args.skew_sample_size,
         "events_dir": args.events_dir,
     }
     optional = {"history_len": args.history_len, "embedding_dim": args.embedding_dim,
                 "top_k_candidates": args.top_k_candidates, "ranker_rounds": args.ranker_rounds,
-                "feast_project": args.feast_project, "skew_threshold": args.skew_threshold,
-                "events_until": args.events_until}
+                "gate_margin": args.gate_margin, "feast_project": args.feast_project,
+                "skew_threshold": args.skew_threshold, "events_until": args.events_until}
     return {**params, **{k: v for k, v in optional.items() if v is not None}}
 
 
@@ -54,8 +53,8 @@ def local_arguments(args: argparse.Namespace) -> dict:
 
     s = get_settings()
     env = {"history_len": s.history_len, "embedding_dim": s.embedding_dim, "top_k_candidates": s.top_k_candidates,
-           "ranker_rounds": s.lgbm_n_estimators, "feast_project": s.feast_project, "skew_threshold": s.skew_threshold,
-           "events_until": int(time.time())}
+           "ranker_rounds": s.lgbm_n_estimators, "gate_margin": s.gate_margin, "feast_project": s.feast_project,
+           "skew_threshold": s.skew_threshold, "events_until": int(time.time())}
     params = {**env, **pipeline_arguments(args)}
     if params["events_dir"]:
         params["events_dir"] = str(Path(params["events_dir"]).resolve())
@@ -302,6 +301,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from pipelines.training_pipeline import SKEW_SAMPLE_SIZE
     from recsys.data.splits import PROTOCOLS
 
     p = argparse.ArgumentParser(
@@ -318,13 +318,14 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--embedding-dim", type=int, default=None, help="default EMBEDDING_DIM")
         sp.add_argument("--top-k-candidates", type=int, default=None, help="default TOP_K_CANDIDATES")
         sp.add_argument("--ranker-rounds", type=int, default=None, help="default LGBM_N_ESTIMATORS")
-        sp.add_argument("--gate-margin", type=float, default=-0.002,
+        sp.add_argument("--gate-margin", type=float, default=None,
                         help="champion gate: promote when the lower bound of the 95%% paired-bootstrap interval of "
-                             "ndcg@10 (new - champion, same test users) is above this (default -0.002)")
+                             "ndcg@10 (new - champion, same test users) is above this (default GATE_MARGIN)")
         sp.add_argument("--no-baselines", action="store_true", help="skip the popularity/EASE/iALS baselines")
         sp.add_argument("--feast-project", default=None, help="default FEAST_PROJECT")
         sp.add_argument("--skew-threshold", type=float, default=None, help="default SKEW_THRESHOLD")
-        sp.add_argument("--skew-sample-size", type=int, default=1000)
+        sp.add_argument("--skew-sample-size", type=int, default=SKEW_SAMPLE_SIZE,
+                        help=f"users read back from the online store by the skew check (default {SKEW_SAMPLE_SIZE})")
         sp.add_argument("--events-dir", default="", help="train on the event archive too (e.g. "
                         "runs/events/archive, EVENT_ARCHIVE_DIR); default none")
         sp.add_argument("--events-until", type=int, default=None, help="the archive's cut-off, epoch seconds "

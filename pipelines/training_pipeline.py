@@ -4,6 +4,7 @@
 Compiled to ``pipelines/training_pipeline.yaml`` by ``make pipeline-compile`` (golden-tested).
 """
 
+import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -19,12 +20,15 @@ from components.register import register
 from components.skew import skew
 from components.train_ranker import train_ranker
 from components.train_two_tower import train_two_tower
+from recsys.online.skew import online_skew
 
 PIPELINE_NAME = "movielens-recommender-training"
 YAML_PATH = Path(__file__).with_name("training_pipeline.yaml")
 # Task names in execution order (the timing table of `make train` follows it).
 STEPS = ("ingest", "features", "train-two-tower", "build-index", "train-ranker", "evaluate", "package", "register",
          "materialize", "skew")
+# One default for the skew check's sample: online_skew's own.
+SKEW_SAMPLE_SIZE: int = inspect.signature(online_skew).parameters["sample_size"].default
 
 
 @dsl.pipeline(
@@ -41,10 +45,10 @@ def training_pipeline(
     top_k_candidates: Optional[int] = None,
     ranker_rounds: Optional[int] = None,
     baselines: bool = True,
-    gate_margin: float = -0.002,
+    gate_margin: Optional[float] = None,
     feast_project: Optional[str] = None,
     skew_threshold: Optional[float] = None,
-    skew_sample_size: int = 1000,
+    skew_sample_size: int = SKEW_SAMPLE_SIZE,
 ):
     """Parameters:
 
@@ -57,7 +61,8 @@ def training_pipeline(
     LGBM_N_ESTIMATORS) or their defaults. Every training step gets the same values.
     baselines: evaluate popularity/EASE/iALS too.
     gate_margin: the new version becomes `champion` when the lower bound of the 95% paired-bootstrap
-        interval of its NDCG@10 minus the champion's (same test users) is above this margin.
+        interval of its NDCG@10 minus the champion's (same test users) is above this margin
+        (unset = GATE_MARGIN).
     feast_project: unset = FEAST_PROJECT. skew_threshold (unset = SKEW_THRESHOLD) /
     skew_sample_size: online skew check.
     """

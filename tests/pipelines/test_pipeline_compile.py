@@ -53,11 +53,57 @@ def test_model_settings_are_optional_so_the_environment_decides():
     from recsys.training.steps import settings_with
 
     params = yaml.safe_load(GOLDEN.read_text())["root"]["inputDefinitions"]["parameters"]
-    for name in ("history_len", "embedding_dim", "top_k_candidates", "ranker_rounds", "feast_project",
-                 "skew_threshold"):
+    for name in ("history_len", "embedding_dim", "top_k_candidates", "ranker_rounds", "gate_margin",
+                 "feast_project", "skew_threshold"):
         assert params[name].get("isOptional") is True and "defaultValue" not in params[name], name
     assert settings_with(cooc_candidates=0).cooc_candidates == 0
     assert settings_with(history_len=None).history_len == settings_with().history_len
+
+
+def test_an_unset_optional_parameter_reaches_only_optional_component_inputs():
+    """On a cluster an optional pipeline parameter left unset reaches its tasks as null, which KFP's
+    driver accepts only for an optional component input (one with a default): otherwise the task
+    fails before it starts ("the resolved input parameter is null")."""
+    spec = yaml.safe_load(GOLDEN.read_text())
+    root = spec["root"]["inputDefinitions"]["parameters"]
+    unset = {name for name, p in root.items() if p.get("isOptional") and "defaultValue" not in p}
+    checked = set()
+    for task_name, task in spec["root"]["dag"]["tasks"].items():
+        inputs = spec["components"][task["componentRef"]["name"]]["inputDefinitions"].get("parameters", {})
+        for name, value in task["inputs"].get("parameters", {}).items():
+            if value.get("componentInputParameter") in unset:
+                assert inputs[name].get("isOptional") is True, f"{task_name}.{name}"
+                checked.add(value["componentInputParameter"])
+    assert checked == unset
+
+
+def test_one_skew_sample_size_default():
+    import inspect
+
+    from pipelines.__main__ import parser
+    from recsys.online.skew import online_skew
+
+    default = inspect.signature(online_skew).parameters["sample_size"].default
+    assert yaml.safe_load(GOLDEN.read_text())["root"]["inputDefinitions"]["parameters"]["skew_sample_size"][
+        "defaultValue"] == default
+    assert parser().parse_args(["run"]).skew_sample_size == default
+
+
+def test_gate_margin_is_left_to_gate_margin_in_the_environment(monkeypatch):
+    """Unset on the command line, gate_margin is not sent (the image's GATE_MARGIN decides); kfp.local
+    fills it from this environment, like every optional parameter."""
+    from pipelines.__main__ import local_arguments, parser, pipeline_arguments
+    from recsys.config import get_settings
+
+    monkeypatch.setenv("GATE_MARGIN", "0.01")
+    get_settings.cache_clear()
+    try:
+        assert "gate_margin" not in pipeline_arguments(parser().parse_args(["run"]))
+        assert local_arguments(parser().parse_args(["train"]))["gate_margin"] == 0.01
+        assert local_arguments(parser().parse_args(["train", "--gate-margin", "0.02"]))["gate_margin"] == 0.02
+        assert pipeline_arguments(parser().parse_args(["run", "--gate-margin", "0"]))["gate_margin"] == 0.0
+    finally:
+        get_settings.cache_clear()
 
 
 def test_every_step_logs_at_log_level_through_one_helper():
