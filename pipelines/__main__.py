@@ -8,6 +8,11 @@
 
 Model settings not exposed as pipeline parameters (epochs, LightGBM leaves...) come from the
 environment (see recsys.config), which the local subprocesses inherit.
+
+``compile``, ``run`` and ``schedule`` connect the tasks to the cluster (``--mlflow-secret``,
+``--data-pvc``, ``--data-mount-path``; see pipelines.training_pipeline.ClusterOptions); ``run``
+and ``schedule`` submit as ``--service-account`` (default recommender-pipeline, "" = the
+namespace's default). ``train`` (kfp.local) ignores all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -205,10 +211,26 @@ def print_summary(run_dir: Path, started: float, total: float, s) -> None:
     print(f"   kfp.local     {run_dir}")
 
 
+def cluster_options(args: argparse.Namespace):
+    """The pipeline's :class:`~pipelines.training_pipeline.ClusterOptions` from the command line."""
+    from pipelines.training_pipeline import ClusterOptions
+
+    return ClusterOptions(mlflow_secret=args.mlflow_secret, data_pvc=args.data_pvc,
+                          data_mount_path=args.data_mount_path)
+
+
+def compile_for_submission(args: argparse.Namespace, directory: Path) -> str:
+    """The pipeline compiled with the command line's cluster options into ``directory`` (the
+    checked-in ``training_pipeline.yaml`` is written by ``compile`` alone)."""
+    from pipelines.training_pipeline import compile_pipeline
+
+    return str(compile_pipeline(directory / "training_pipeline.yaml", cluster_options(args)))
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.training_pipeline import compile_pipeline
 
-    path = compile_pipeline(args.output)
+    path = compile_pipeline(args.output, cluster_options(args))
     print(f"wrote {path}")
     return 0
 
@@ -225,41 +247,51 @@ def check_host(host: str, timeout: float = 5.0) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        cluster_options(args)
+    except ValueError as exc:
+        print(f"pipeline-run: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     client = _client_or_exit(args, "pipeline-run")
     if client is None:
         return EXIT_UNREACHABLE
-    from pipelines.training_pipeline import YAML_PATH, compile_pipeline
-
-    compile_pipeline(YAML_PATH)
     params = pipeline_arguments(args)
-    run = client.create_run_from_pipeline_package(str(YAML_PATH), arguments=params, experiment_name=args.experiment,
-                                                  enable_caching=False)
-    print(f"submitted run {run.run_id} (experiment {args.experiment})")
+    with tempfile.TemporaryDirectory(prefix="recsys-pipeline-") as tmp:
+        run = client.create_run_from_pipeline_package(
+            compile_for_submission(args, Path(tmp)), arguments=params, experiment_name=args.experiment,
+            enable_caching=False, service_account=args.service_account or None)
+    print(f"submitted run {run.run_id} (experiment {args.experiment}, service account "
+          f"{args.service_account or 'the namespace default'})")
     return 0
 
 
 # KFP's cron has six fields, seconds first (robfig/cron): every day at 03:00.
 DEFAULT_CRON = "0 0 3 * * *"
-# Where the chart's stream consumer archives events on the shared data volume (the pipeline mounts it at /data).
-CLUSTER_EVENTS_DIR = "/data/events/archive"
+# The Kubernetes service account of the runs' pods (manifests/base/pipeline-serviceaccount.yaml).
+DEFAULT_SERVICE_ACCOUNT = "recommender-pipeline"
 
 
-def schedule_request(args: argparse.Namespace) -> dict:
+def schedule_request(args: argparse.Namespace, package_path: str | None = None) -> dict:
     """Keyword arguments of ``kfp.Client.create_recurring_run`` for ``make pipeline-schedule``:
-    the compiled pipeline, retraining on the event archive with each run's own start as the
-    cut-off (``events_until`` left unset), one run at a time, no catch-up of missed runs."""
+    the compiled pipeline (``package_path``, default the checked-in YAML), retraining on the
+    event archive of the data volume with each run's own start as the cut-off (``events_until``
+    left unset), one run at a time, no catch-up of missed runs."""
     from pipelines.training_pipeline import PIPELINE_NAME, YAML_PATH
 
     fields = args.cron.split()
     if len(fields) != 6:
         raise ValueError(f"--cron {args.cron!r}: KFP needs six fields, seconds first "
                          f"(e.g. {DEFAULT_CRON!r} = daily 03:00)")
+    cluster = cluster_options(args)
+    if not args.events_dir and not cluster.data_pvc:
+        raise ValueError("--data-pvc '': no data volume, so no event archive at its default place; "
+                         "give --events-dir (a path inside the image)")
     params = pipeline_arguments(args)
     params.pop("events_until", None)
-    params["events_dir"] = args.events_dir or CLUSTER_EVENTS_DIR
+    params["events_dir"] = args.events_dir or cluster.events_dir()
     return {"job_name": args.job_name or f"{PIPELINE_NAME}-retrain", "cron_expression": args.cron,
-            "params": params, "pipeline_package_path": str(YAML_PATH), "max_concurrency": 1, "no_catchup": True,
-            "enable_caching": False, "service_account": args.service_account or None,
+            "params": params, "pipeline_package_path": str(package_path or YAML_PATH), "max_concurrency": 1,
+            "no_catchup": True, "enable_caching": False, "service_account": args.service_account or None,
             "description": f"retrain on the event archive {params['events_dir']} ({args.cron})"}
 
 
@@ -282,22 +314,34 @@ def _client_or_exit(args: argparse.Namespace, what: str):
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from pipelines.training_pipeline import YAML_PATH, compile_pipeline
-
     try:
-        request = schedule_request(args)
+        schedule_request(args)
     except ValueError as exc:
         print(f"pipeline-schedule: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     client = _client_or_exit(args, "pipeline-schedule")
     if client is None:
         return EXIT_UNREACHABLE
-    compile_pipeline(YAML_PATH)
     experiment = client.create_experiment(args.experiment)
-    job = client.create_recurring_run(experiment_id=experiment.experiment_id, **request)
+    with tempfile.TemporaryDirectory(prefix="recsys-pipeline-") as tmp:
+        request = schedule_request(args, compile_for_submission(args, Path(tmp)))
+        job = client.create_recurring_run(experiment_id=experiment.experiment_id, **request)
     print(f"recurring run {job.recurring_run_id} ({request['job_name']}): {request['cron_expression']} "
           f"in experiment {args.experiment}, events from {request['params']['events_dir']}")
     return 0
+
+
+def _add_cluster_options(sp: argparse.ArgumentParser) -> None:
+    from pipelines.training_pipeline import DEFAULT_CLUSTER as d
+
+    sp.add_argument("--mlflow-secret", default=d.mlflow_secret,
+                    help="Secret whose MLflow / object-storage keys become the register step's environment "
+                         f"(default {d.mlflow_secret!r}; '' = none)")
+    sp.add_argument("--data-pvc", default=d.data_pvc,
+                    help="PVC with the data and the event archive, mounted on the ingest step "
+                         f"(default {d.data_pvc!r}; '' = none)")
+    sp.add_argument("--data-mount-path", default=d.data_mount_path,
+                    help=f"where the data PVC is mounted (default {d.data_mount_path!r})")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -327,20 +371,25 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--skew-sample-size", type=int, default=SKEW_SAMPLE_SIZE,
                         help=f"users read back from the online store by the skew check (default {SKEW_SAMPLE_SIZE})")
         sp.add_argument("--events-dir", default="", help="train on the event archive too (e.g. "
-                        "runs/events/archive, EVENT_ARCHIVE_DIR); default none")
+                        "runs/events/archive, EVENT_ARCHIVE_DIR); default none (schedule: "
+                        "<data-mount-path>/events/archive)")
         sp.add_argument("--events-until", type=int, default=None, help="the archive's cut-off, epoch seconds "
                         "(default: when the run starts)")
         sp.set_defaults(func=func)
     for name in ("run", "schedule"):
         sub.choices[name].add_argument("--host", default="", help="KFP endpoint (default KFP_HOST)")
         sub.choices[name].add_argument("--experiment", default="movielens-recommender")
+        sub.choices[name].add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
+                                       help="Kubernetes service account of the runs' pods "
+                                            f"(default {DEFAULT_SERVICE_ACCOUNT!r}; '' = the namespace's default)")
+        _add_cluster_options(sub.choices[name])
     sched = sub.choices["schedule"]
     sched.add_argument("--cron", default=DEFAULT_CRON,
                        help=f"KFP cron, six fields, seconds first (default {DEFAULT_CRON!r})")
     sched.add_argument("--job-name", default="", help="recurring run name (default <pipeline>-retrain)")
-    sched.add_argument("--service-account", default="", help="Kubernetes service account of the runs' pods")
     cp = sub.add_parser("compile", help="write the pipeline IR YAML")
     cp.add_argument("--output", default=str(Path(__file__).with_name("training_pipeline.yaml")))
+    _add_cluster_options(cp)
     cp.set_defaults(func=cmd_compile)
     return p
 

@@ -10,8 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipelines.__main__ import CLUSTER_EVENTS_DIR, DEFAULT_CRON, main
-from pipelines.training_pipeline import PIPELINE_NAME
+from pipelines.__main__ import DEFAULT_CRON, main
+from pipelines.training_pipeline import DEFAULT_CLUSTER, PIPELINE_NAME
+
+CLUSTER_EVENTS_DIR = DEFAULT_CLUSTER.events_dir()
 
 
 class KfpApiStandIn(BaseHTTPRequestHandler):
@@ -64,13 +66,19 @@ def test_schedule_sends_a_recurring_run_of_the_compiled_pipeline(kfp_api, capsys
     assert run["trigger"]["cron_schedule"]["cron"] == DEFAULT_CRON
     assert run["mode"] == "ENABLE" and run["max_concurrency"] == 1 and run["no_catchup"] is True
     assert run["service_account"] == "trainer"
-    assert run["pipeline_spec"]["pipelineInfo"]["name"] == PIPELINE_NAME
+    # With a platform spec kfp.Client sends {"pipeline_spec": IR, "platform_spec": Kubernetes config}.
+    ir, platform = run["pipeline_spec"]["pipeline_spec"], run["pipeline_spec"]["platform_spec"]
+    assert ir["pipelineInfo"]["name"] == PIPELINE_NAME
     params = run["runtime_config"]["parameters"]
-    assert params["events_dir"] == CLUSTER_EVENTS_DIR and params["data_dir"] == "/data/ml-1m"
+    assert params["events_dir"] == CLUSTER_EVENTS_DIR == "/data/events/archive" and params["data_dir"] == "/data/ml-1m"
     assert "events_until" not in params
     # Every parameter sent is one the compiled pipeline declares.
-    declared = run["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
+    declared = ir["root"]["inputDefinitions"]["parameters"]
     assert set(params) <= set(declared)
+    assert "gate_margin" not in params  # unset: the image's GATE_MARGIN decides
+    # The platform spec travels with the pipeline: the MLflow Secret and the data volume.
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-register", "exec-ingest"}
     assert "rr-1" in capsys.readouterr().out
 
 
