@@ -200,7 +200,7 @@ def print_summary(run_dir: Path, started: float, total: float, s) -> None:
         print(f"   MLflow        {s.tracking_uri()}  model {reg.get('model_name')} v{version} "
               f"-> @{reg.get('alias')}; run {reg.get('run_id')}")
         print(f"                 {reg.get('reason')}")
-        print(f"                 artifacts {reg.get('artifact_uri')}")
+        print(f"                 storageUri {reg.get('artifact_uri')}  (the version's source: the bundle)")
     if online:
         print(f"   Feast         project {online.get('project')}, online store {online.get('online_store')}, "
               f"{int(online.get('users', 0))} users / {int(online.get('items', 0))} items; "

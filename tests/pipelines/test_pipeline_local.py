@@ -24,7 +24,8 @@ def test_make_train_path_runs_every_step_and_registers_a_champion(tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, **TINY_ENV, "RUNS_DIR": str(runs), "FEAST_PROJECT": new_project(), "REDIS_URL": "",
            "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_ROOT", "GATE_MARGIN"):
+        env.pop(name, None)
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines", "train", "--data-dir", str(data), "--no-baselines",
          "--embedding-dim", "32", "--top-k-candidates", "100", "--ranker-rounds", "40", "--skew-sample-size", "100"],
@@ -39,6 +40,10 @@ def test_make_train_path_runs_every_step_and_registers_a_champion(tmp_path):
     assert "-> @champion" in out and "no current champion" in out
     assert "online store sqlite" in out
     assert (runs / "mlflow.db").is_file() and any((runs / "mlartifacts").iterdir())
+    # The registered version's source (KServe's storageUri) is under the store's mlartifacts/.
+    storage_uri = re.search(r"storageUri (\S+)", out)
+    assert storage_uri and storage_uri[1].startswith((runs / "mlartifacts").resolve().as_uri() + "/"), out[-2000:]
+    assert storage_uri[1].endswith("/artifacts/bundle")
 
     # The champion resolves by alias to a loadable bundle.
     # os._exit: with one-thread torch/LightGBM settings a native thread pool sometimes aborts at
