@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # --- local state, registry, feature store -------------------------------------------
     runs_dir: Path = Field(Path("runs"), description="Local state: MLflow store, kfp.local root, Feast data")
     mlflow_tracking_uri: str | None = Field(None, description="Default sqlite:///<RUNS_DIR>/mlflow.db")
+    mlflow_artifact_root: str | None = Field(
+        None, description="Artifact root of the training experiment (s3://..., file:///...), what storageUri is "
+                          "built from; default: mlartifacts/ beside a local SQLite/file store, the server's own "
+                          "root for an http(s) tracking server")
     registered_model_name: str = Field("recommender", description="MLflow registered model")
     gate_margin: float = Field(-0.002, le=0.1, description="Registry gate: promote when the lower bound of the 95% "
                                "paired-bootstrap interval of NDCG@10 (challenger - champion) is above this")
@@ -99,6 +103,8 @@ class Settings(BaseSettings):
                                "Feast's Redis clients): a hung store costs a request at most this")
 
     # --- serving ------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Python log level of the servers, the consumer and the pipeline steps")
     cache_ttl_seconds: int = Field(300, ge=0)
     cache_timeout_seconds: float = Field(0.05, gt=0, description="Deadline of a result-cache call (Redis)")
     predictor_timeout_seconds: float = Field(0.5, gt=0, description="Deadline of the transformer -> predictor call")
@@ -140,6 +146,11 @@ class Settings(BaseSettings):
         None, description="Where compiled rankers are cached; default CACHE_DIR/compiled"
     )
     skew_threshold: float = Field(0.1, gt=0, description="KL above which a feature is flagged as skewed")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
 
     def spool_path(self) -> Path:
         return (self.spool_dir or self.runs_dir / "spool") / "events.jsonl"
