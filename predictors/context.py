@@ -38,7 +38,7 @@ class RequestContext:
         """Record a stage's milliseconds (response parameters and the stage histogram)."""
         ms = (time.perf_counter() - started) * 1e3
         self.timings[stage] = self.timings.get(stage, 0.0) + ms
-        m.observe_stage(stage, ms)
+        m.observe_stage("transformer", stage, ms)
 
 
 def cache_field(version: str, k: int) -> str:

@@ -176,7 +176,7 @@ class EventsModel(Model):
                 await t.deps["redis"].call(lambda: t.cache.invalidate(event.user_id))
             except DependencyDown:
                 params["fallback"] = "redis_down"
-                m.FALLBACKS.labels("redis_down").inc()
+                m.FALLBACKS.labels("transformer", "redis_down").inc()
         if event.item_id not in t.meta.known_items:
             params["unknown_item"] = True  # accepted (a new item may enter the next model version), flagged
         outs = [InferOutput("accepted", [1], "BOOL", data=[True]),

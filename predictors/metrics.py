@@ -17,18 +17,20 @@ DEPENDENCIES = ("redis", "feature_store", "predictor", "event_log")
 CALL_OUTCOMES = ("ok", "timeout", "error", "open")
 
 STAGE_LATENCY = Histogram(
-    "recommender_stage_latency_seconds", "Latency of one serving stage", ["stage"],
+    "recommender_stage_latency_seconds", "Latency of one serving stage, by the server that measured it",
+    ["server", "stage"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 REQUESTS = Counter("recommender_requests", "Inference requests received", ["server", "model"])
 ERRORS = Counter("recommender_errors", "Requests that failed", ["server", "kind"])
 CACHE_REQUESTS = Counter("recommender_cache_requests", "Result-cache lookups", ["result"])
-FALLBACKS = Counter("recommender_fallbacks", "Degraded answers by reason", ["reason"])
+FALLBACKS = Counter("recommender_fallbacks", "Degraded answers by server and reason", ["server", "reason"])
 FEATURE_SKEW_KL = Gauge(
     "recommender_feature_skew_kl", "KL divergence of served features vs training histograms", ["feature"]
 )
 MODEL_INFO = Gauge("recommender_model_info", "Model version loaded (value 1)", ["version", "server"])
-REDIS_UP = Gauge("recommender_redis_up", "1 when the transformer reaches Redis, 0 otherwise")
+REDIS_UP = Gauge("recommender_redis_up", "1 when the server reaches Redis, 0 otherwise (only servers that use it)",
+                 ["server"])
 DEPENDENCY_UP = Gauge("recommender_dependency_up", "1 while a dependency's circuit is closed, 0 while open or probing",
                       ["dependency"])
 DEPENDENCY_CALLS = Counter("recommender_dependency_calls", "Calls to a dependency by outcome (open: not made, the "
@@ -46,9 +48,14 @@ ROWS_HEALED = Counter("recommender_online_rows_healed", "User rows the online st
                       "model version")
 
 
-def observe_stage(stage: str, ms: float) -> None:
+# Stages and fallback reasons each server records (series exist at zero from the start).
+SERVER_STAGES = {"transformer": STAGES, "predictor": ("retrieval", "ranking", "end_to_end")}
+SERVER_FALLBACKS = {"transformer": FALLBACK_REASONS, "predictor": ("cold_start",)}
+
+
+def observe_stage(server: str, stage: str, ms: float) -> None:
     """Record a stage latency given in milliseconds."""
-    STAGE_LATENCY.labels(stage).observe(ms / 1e3)
+    STAGE_LATENCY.labels(server, stage).observe(ms / 1e3)
 
 
 def set_model_info(version: str, server: str) -> None:
@@ -59,10 +66,13 @@ def set_model_info(version: str, server: str) -> None:
     MODEL_INFO.labels(version, server).set(1)
 
 
-# Pre-create label sets so dashboards see zeros before the first event.
-for _s in STAGES:
-    STAGE_LATENCY.labels(_s)
-for _r in FALLBACK_REASONS:
-    FALLBACKS.labels(_r)
-for _r in CACHE_RESULTS:
-    CACHE_REQUESTS.labels(_r)
+def init_server(server: str) -> None:
+    """Create this process's series at zero (``transformer`` or ``predictor``): dashboards see
+    zeros before the first request, and a process never exports another server's series."""
+    for stage in SERVER_STAGES[server]:
+        STAGE_LATENCY.labels(server, stage)
+    for reason in SERVER_FALLBACKS[server]:
+        FALLBACKS.labels(server, reason)
+    if server == "transformer":
+        for result in CACHE_RESULTS:
+            CACHE_REQUESTS.labels(result)

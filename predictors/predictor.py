@@ -29,10 +29,11 @@ def main() -> None:
     import torch
     from kserve import ModelServer
 
+    from predictors import metrics as m
     from predictors.predictor_model import InfoModel, RecommenderPredictor
     from predictors.protocol import Limits
     from predictors.server import (
-        configure_request_logs,
+        configure_logging,
         freeze_loaded_heap,
         install_error_handlers,
         load_or_exit,
@@ -44,6 +45,8 @@ def main() -> None:
     args, _ = build_parser().parse_known_args()
     torch.set_num_threads(max(1, args.torch_threads))
     settings = settings_or_exit()
+    logging.getLogger().setLevel(settings.log_level)
+    m.init_server("predictor")
     model_dir = model_dir_or_exit(args.model_dir, args.model_uri)
     model = RecommenderPredictor(args.model_name, model_dir, args.ranker_threads, settings.mmr_lambda,
                                  Limits.from_settings(settings))
@@ -54,7 +57,7 @@ def main() -> None:
     info.load()
     install_error_handlers("predictor", settings.max_request_bytes)
     server = ModelServer(enable_latency_logging=args.request_logs and args.enable_latency_logging)
-    configure_request_logs(args.request_logs)
+    configure_logging(settings.log_level, args.request_logs)
     freeze_loaded_heap()
     server.start([model, info])
 

@@ -96,11 +96,11 @@ class RecommenderPredictor(Model):
         except Exception:
             m.ERRORS.labels("predictor", "internal").inc()
             raise
-        m.observe_stage("retrieval", result.timings["retrieval"])
-        m.observe_stage("ranking", result.timings["ranking"])
+        m.observe_stage("predictor", "retrieval", result.timings["retrieval"])
+        m.observe_stage("predictor", "ranking", result.timings["ranking"])
         if result.params.get("fallback"):
-            m.FALLBACKS.labels("cold_start").inc()
-        m.observe_stage("end_to_end", (time.perf_counter() - t0) * 1e3)
+            m.FALLBACKS.labels("predictor", "cold_start").inc()
+        m.observe_stage("predictor", "end_to_end", (time.perf_counter() - t0) * 1e3)
         return resp
 
 

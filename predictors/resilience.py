@@ -146,7 +146,7 @@ def transformer_dependencies(settings: Settings) -> dict[str, Dependency]:
             up = 1 if outcome == "ok" else 0
             m.DEPENDENCY_UP.labels(name).set(up)
             if name == "redis":
-                m.REDIS_UP.set(up)
+                m.REDIS_UP.labels("transformer").set(up)
 
     return {name: Dependency(name, deadline, CircuitBreaker(name, settings.circuit_failure_threshold,
                                                             settings.circuit_open_seconds), on_call=on_call)
@@ -159,4 +159,4 @@ def mark_in_use(names: list[str]) -> None:
     for name in names:
         m.DEPENDENCY_UP.labels(name).set(1)
         if name == "redis":
-            m.REDIS_UP.set(1)
+            m.REDIS_UP.labels("transformer").set(1)

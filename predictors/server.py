@@ -123,10 +123,13 @@ def add_trending_argument(parser: argparse.ArgumentParser) -> None:
                              "(refreshed in the background); off: zeros (no stream)")
 
 
-def configure_request_logs(enabled: bool) -> None:
-    """Call after ``ModelServer()`` (which configures logging) and before ``start``. Off: the
-    access/trace loggers keep WARNING and above, and the gRPC method lines are dropped."""
-    if enabled:
+def configure_logging(level: str, request_logs: bool) -> None:
+    """Call after ``ModelServer()`` (which configures logging) and before ``start``: the root and
+    KServe loggers at ``level`` (LOG_LEVEL). Request logs off: the access/trace loggers keep
+    WARNING and above, and the gRPC method lines are dropped."""
+    logging.getLogger().setLevel(level)
+    logging.getLogger("kserve").setLevel(level)
+    if request_logs:
         return
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)

@@ -66,11 +66,12 @@ def main() -> None:
     from kserve import ModelServer
     from kserve.predictor_config import PredictorConfig
 
+    from predictors import metrics as m
     from predictors.cache import ResultCache
     from predictors.events_model import EventsModel
     from predictors.predictor_model import InfoModel
     from predictors.server import (
-        configure_request_logs,
+        configure_logging,
         freeze_loaded_heap,
         install_error_handlers,
         load_or_exit,
@@ -88,6 +89,8 @@ def main() -> None:
         parser.error("--predictor_host is required unless --collocated")
     torch.set_num_threads(max(1, args.torch_threads))
     s = settings_or_exit()
+    logging.getLogger().setLevel(s.log_level)
+    m.init_server("transformer")
     model_dir = model_dir_or_exit(args.model_dir, args.model_uri)
     router = router_or_exit(s, args.collocated)
     cache = (ResultCache(s.redis_url, s.cache_ttl_seconds, prefix=args.cache_prefix or s.cache_prefix,
@@ -113,7 +116,7 @@ def main() -> None:
     install_error_handlers("transformer", s.max_request_bytes)
     server = ModelServer(predictor_config=config,
                          enable_latency_logging=args.request_logs and args.enable_latency_logging)
-    configure_request_logs(args.request_logs)
+    configure_logging(s.log_level, args.request_logs)
     freeze_loaded_heap()
     server.start([model, events, info])
 

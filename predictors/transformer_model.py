@@ -278,14 +278,14 @@ class RecommenderTransformer(DependencyCalls, Model):
         if ctx.reasons:
             params["fallback"] = ",".join(ctx.reasons)
             for reason in ctx.reasons:
-                m.FALLBACKS.labels(reason).inc()
+                m.FALLBACKS.labels("transformer", reason).inc()
         ctx.timings["end_to_end"] = total = (time.perf_counter() - ctx.t0) * 1e3
         params["latency_ms"] = json_param({k: round(v, 3) for k, v in ctx.timings.items()})
-        m.observe_stage("end_to_end", total)
+        m.observe_stage("transformer", "end_to_end", total)
         if self.router is not None:
             params.update(self.router.record(ctx, total))
         if self.engine is not None and ctx.model_result is not None:
-            m.observe_stage("retrieval", ctx.timings.get("predictor_retrieval", 0.0))
-            m.observe_stage("ranking", ctx.timings.get("predictor_ranking", 0.0))
+            m.observe_stage("transformer", "retrieval", ctx.timings.get("predictor_retrieval", 0.0))
+            m.observe_stage("transformer", "ranking", ctx.timings.get("predictor_ranking", 0.0))
         ids, sc, rs = (list(col) for col in zip(*answers))
         return build_response(self.name, req.request_id, RecResult(ids, sc, rs, params), req.k, self.meta.titles)

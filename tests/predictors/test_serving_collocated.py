@@ -98,4 +98,4 @@ def test_collocated_event_changes_next_answer_and_metrics_show_model_stages(coll
     assert before[0] not in after
     text = httpx.get(f"{colloc.url}/metrics").text
     for stage in ("retrieval", "ranking", "feature_lookup", "end_to_end"):
-        assert f'recommender_stage_latency_seconds_count{{stage="{stage}"}}' in text, stage
+        assert f'recommender_stage_latency_seconds_count{{server="transformer",stage="{stage}"}}' in text, stage

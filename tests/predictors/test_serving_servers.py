@@ -107,7 +107,7 @@ def test_redis_stopped_mid_test_then_recovers(stack, offline):
         assert r.status_code == 200
         assert "redis_down" in r.json()["parameters"]["fallback"]
         assert len(outputs(r.json())["item_id"]) == 5
-        assert "recommender_redis_up 0.0" in httpx.get(f"{t.url}/metrics").text
+        assert 'recommender_redis_up{server="transformer"} 0.0' in httpx.get(f"{t.url}/metrics").text
     finally:
         stack.own_redis.start()
     time.sleep(1.2)  # circuit breaker retry interval
@@ -319,7 +319,13 @@ def test_health_metadata_info_and_metrics(stack, offline):
         assert name in text, name
     assert f'recommender_model_info{{server="transformer",version="{offline.version}"}} 1.0' in text
     ptext = httpx.get(f"{stack.predictor.url}/metrics").text
-    assert 'recommender_stage_latency_seconds_count{stage="ranking"}' in ptext
+    assert 'recommender_stage_latency_seconds_count{server="predictor",stage="ranking"}' in ptext
+    # Each server exports only its own series: no redis_up from the predictor (an unlabelled gauge
+    # it never set read 0 and fired RecommenderRedisDown for ever), and its inner end-to-end
+    # latency is labelled as the predictor's, apart from what clients see through the transformer.
+    assert "recommender_redis_up{" not in ptext and "\nrecommender_redis_up " not in ptext
+    assert 'server="transformer"' not in ptext
+    assert 'recommender_stage_latency_seconds_count{server="transformer",stage="end_to_end"}' in text
 
 
 def test_every_dashboard_and_alert_metric_is_on_the_real_servers_metrics(stack):
