@@ -7,7 +7,7 @@ IMAGE_TAG ?=
 HELM_EXTRA ?=
 DEPLOY_BIN := $(CURDIR)/bin
 HELM := $(DEPLOY_BIN)/helm
-DEPLOYTOOL := $(PY) tests/deploy/deploytool.py
+DEPLOYTOOL := $(PY) scripts/deploytool.py
 
 .PHONY: tools render lint-deploy deploy
 

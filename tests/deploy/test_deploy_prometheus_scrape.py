@@ -33,7 +33,7 @@ LABEL_VALUES = {
     "kind": ["bad_request", "internal", "requests", "fallbacks"],
     "experiment": ["exp-1"],
     "variant": ["control", "treatment"],
-    "event_type": ["impression", "click"],
+    "event_type": ["impression", "click", "view"],
     "result": ["hit", "miss", "error"],
     "reason": ["cold_start", "redis_down", "feature_store_down", "feature_store_miss", "predictor_down",
                "predictor_timeout"],
@@ -41,6 +41,7 @@ LABEL_VALUES = {
     "outcome": ["ok", "timeout", "error", "open"],
     "feature": ["user_activity", "item_popularity"],
     "version": ["3"],
+    "durable": ["log", "spool"],
 }
 
 
@@ -155,7 +156,7 @@ def test_alert_rules_load_and_evaluate(prometheus):
     time.sleep(1.5)  # at least one rule evaluation
     groups = get(f"{prometheus}/api/v1/rules")["data"]["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 5
+    assert len(rules) == 7
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     # The exporter reports Redis up and every series is healthy apart from the synthetic error /
     # fallback ratios; the Redis alert must therefore be inactive.

@@ -19,14 +19,15 @@ def test_promtool_check_rules(rendered):
     files = rule_files(rendered)
     assert len(files) >= 3  # default, collocated, prod (minimal has rules off)
     out = deploytool.run([deploytool.tool("promtool"), "check", "rules", *map(str, files)])
-    assert "5 rules found" in out
+    assert "7 rules found" in out
 
 
 def test_required_alerts_present(rendered):
     groups = yaml.safe_load((rendered["_out"] / "rules" / "recommender-default.rules.yaml").read_text())
     alerts = {r["alert"] for g in groups["groups"] for r in g["rules"]}
     assert alerts == {"RecommenderP99LatencyOverBudget", "RecommenderHighErrorRate",
-                      "RecommenderHighFallbackRate", "RecommenderFeatureSkew", "RecommenderRedisDown"}
+                      "RecommenderHighFallbackRate", "RecommenderFeatureSkew", "RecommenderRedisDown",
+                      "RecommenderConsumerLagging", "RecommenderConsumerDown"}
 
 
 def test_promtool_unit_tests(rendered, tmp_path):

@@ -56,10 +56,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Redis host: the bundled bitnami release, or an external one. */}}
+{{/* Redis host: the bundled helm/redis release, or an external one. */}}
 {{- define "recommender.redisHost" -}}
 {{- if .Values.redis.enabled }}
-{{- printf "%s-redis-master" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-redis" .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- required "redisConnection.host is required when redis.enabled=false" .Values.redisConnection.host }}
 {{- end }}
@@ -83,9 +83,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Pod-level security context shared by every pod of the chart. */}}
+{{/* "true" when KServe runs the InferenceService on Knative (Serverless, named Knative since 0.16). */}}
+{{- define "recommender.knative" -}}
+{{- has .Values.inferenceService.deploymentMode (list "Serverless" "Knative") -}}
+{{- end }}
+
+{{/* Scale metric and target after the mode's defaults ("" / 0 in values). */}}
+{{- define "recommender.scaleMetric" -}}
+{{- $m := .Values.inferenceService.autoscaling.metric -}}
+{{- if $m }}{{ $m }}{{ else }}{{ ternary "concurrency" "cpu" (eq (include "recommender.knative" .) "true") }}{{ end -}}
+{{- end }}
+{{- define "recommender.scaleTarget" -}}
+{{- $t := int .Values.inferenceService.autoscaling.target -}}
+{{- if $t }}{{ $t }}{{ else }}{{ get (dict "concurrency" 8 "rps" 100 "cpu" 80 "memory" 80) (include "recommender.scaleMetric" .) }}{{ end -}}
+{{- end }}
+
+{{/* Pod-level security context, where the platform accepts one (see values: knative). */}}
 {{- define "recommender.podSecurityContext" -}}
-{{- toYaml .Values.podSecurityContext }}
+{{- if or (ne (include "recommender.knative" .) "true") .Values.knative.podSpecSecurityContext }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Container-level security context shared by every container of the chart. */}}
@@ -102,11 +120,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/*
-Environment shared by the transformer (and the collocated pod): configuration from the
-ConfigMap, the Redis password from its Secret, REDIS_URL built from both.
-*/}}
-{{- define "recommender.transformerEnv" -}}
+{{/* The model the servers load: the canary's storageUri while a canary runs, else model.storageUri. */}}
+{{- define "recommender.storageUri" -}}
+{{- $uri := required "model.storageUri is required: the artifact URI of the MLflow `champion` version (see docs/deploy.md)" .Values.model.storageUri -}}
+{{- with .Values.canary.storageUri -}}
+{{- if ne (include "recommender.knative" $) "true" -}}
+{{- fail (printf "canary.storageUri: KServe canaries (canaryTrafficPercent) need deploymentMode Serverless, not %s" $.Values.inferenceService.deploymentMode) -}}
+{{- end -}}
+{{- $uri = . -}}
+{{- end -}}
+{{- $uri -}}
+{{- end }}
+
+{{/* REDIS_URL (and the password it expands) for a container: the Secret is read by the kubelet. */}}
+{{- define "recommender.redisEnv" -}}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -116,14 +143,20 @@ ConfigMap, the Redis password from its Secret, REDIS_URL built from both.
   value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:%d/%d" (include "recommender.redisHost" .) (int .Values.redisConnection.port) (int .Values.redisConnection.db) | quote }}
 {{- end }}
 
-{{/* The model the servers load: the canary's storageUri while a canary runs, else model.storageUri. */}}
-{{- define "recommender.storageUri" -}}
-{{- $uri := required "model.storageUri is required: the artifact URI of the MLflow `champion` version (see docs/deploy.md)" .Values.model.storageUri -}}
-{{- with .Values.canary.storageUri -}}
-{{- if not (has $.Values.inferenceService.deploymentMode (list "Serverless" "Knative")) -}}
-{{- fail (printf "canary.storageUri: KServe canaries (canaryTrafficPercent) need deploymentMode Serverless, not %s" $.Values.inferenceService.deploymentMode) -}}
-{{- end -}}
-{{- $uri = . -}}
-{{- end -}}
-{{- $uri -}}
+{{/* Annotations of every InferenceService of the release: mode and autoscaling. */}}
+{{- define "recommender.isvcAnnotations" -}}
+{{- $as := .Values.inferenceService.autoscaling -}}
+serving.kserve.io/deploymentMode: {{ .Values.inferenceService.deploymentMode }}
+{{- if eq (include "recommender.knative" .) "true" }}
+# Knative autoscaling (KPA): the scale metric and its target per replica.
+autoscaling.knative.dev/metric: {{ include "recommender.scaleMetric" . | quote }}
+autoscaling.knative.dev/target: {{ include "recommender.scaleTarget" . | quote }}
+autoscaling.knative.dev/min-scale: {{ $as.minReplicas | quote }}
+autoscaling.knative.dev/max-scale: {{ $as.maxReplicas | quote }}
+{{- else }}
+serving.kserve.io/autoscalerClass: hpa
+{{- end }}
+{{- with .Values.inferenceService.annotations }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
