@@ -3,14 +3,10 @@
 Layout (the contract serving relies on, see docs/pipeline.md):
 
 * tracking store: ``MLFLOW_TRACKING_URI``, default ``sqlite:///<RUNS_DIR>/mlflow.db``;
-  experiment ``<REGISTERED_MODEL_NAME>-training``, created with the artifact location of
-  :func:`artifact_location`: ``MLFLOW_ARTIFACT_ROOT`` when set; else ``mlartifacts/`` beside a
-  local store (``sqlite:///<dir>/mlflow.db`` or ``file:<dir>/mlruns`` -> ``<dir>/mlartifacts``,
-  so the default store keeps ``<RUNS_DIR>/mlartifacts``); else (http(s), databricks) the
-  tracking server's own default. Never the working directory: a database store without a
-  server (postgresql://...) needs ``MLFLOW_ARTIFACT_ROOT``, and an existing experiment whose
-  location differs from a set ``MLFLOW_ARTIFACT_ROOT`` is an error (:class:`ArtifactLocationError`),
-  not a silent write elsewhere;
+  experiment ``<REGISTERED_MODEL_NAME>-training``, whose artifact location
+  :mod:`recsys.artifacts.locations` chooses and checks (``MLFLOW_ARTIFACT_ROOT``, else
+  ``mlartifacts/`` beside a local store, else the tracking server's default; never the working
+  directory);
 * each run logs the bundle directory under the artifact path ``bundle``:
   ``<experiment artifact location>/<run id>/artifacts/bundle/manifest.json`` ... (default store:
   ``<RUNS_DIR>/mlartifacts/<run id>/artifacts/bundle``);
@@ -30,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recsys.artifacts.locations import experiment_id, local_path, local_store
 from recsys.constants import GATE_METRIC
 
 if TYPE_CHECKING:
@@ -47,10 +44,6 @@ BUNDLE_ARTIFACT_PATH = "bundle"
 
 class ModelNotFound(LookupError):
     """No registered model / version / alias of that name in the tracking store."""
-
-
-class ArtifactLocationError(ValueError):
-    """The training experiment's artifact location is not the one configured, or cannot be chosen."""
 
 
 @dataclass
@@ -98,97 +91,6 @@ def client(settings: Settings | None = None) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-# Tracking stores that are a database without a server: MLflow's own artifact default for them is
-# ./mlruns of the working directory.
-_DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle")
-# Tracking URIs without "scheme:" that are not a path.
-_BARE_SERVER_URIS = ("databricks", "databricks-uc", "uc")
-
-
-def local_store(tracking_uri: str) -> Path | None:
-    """The file of a local SQLite store / the directory of a local file store (absolute); None
-    for any other tracking URI (server, remote database, in-memory SQLite)."""
-    from urllib.parse import unquote, urlparse
-
-    if tracking_uri.startswith("sqlite:"):
-        # sqlite:///relative.db, sqlite:////absolute.db (SQLAlchemy); query options after "?"
-        path = tracking_uri.removeprefix("sqlite:").removeprefix("//").split("?", 1)[0]
-        path = path[1:] if path.startswith("/") else path
-        return None if path in ("", ":memory:") else Path(unquote(path)).expanduser().resolve()
-    u = urlparse(tracking_uri)
-    if u.scheme == "file":
-        return Path(unquote(u.path)).expanduser().resolve()
-    if u.scheme == "" and tracking_uri not in _BARE_SERVER_URIS:  # a plain path: a file store
-        return Path(tracking_uri).expanduser().resolve()
-    return None
-
-
-def _location_uri(location: str) -> str:
-    """``location`` as MLflow stores it: a plain local path becomes an absolute file: URI."""
-    from urllib.parse import unquote, urlparse
-
-    u = urlparse(location)
-    if u.scheme in ("", "file"):
-        path = Path(unquote(u.path)) if u.scheme == "file" else Path(location)
-        return path.expanduser().resolve().as_uri()
-    return location.rstrip("/")
-
-
-def artifact_location(settings: Settings) -> str | None:
-    """The artifact location a new training experiment gets: MLFLOW_ARTIFACT_ROOT; else
-    ``mlartifacts/`` beside a local SQLite / file store; else None (a tracking server's default).
-    ArtifactLocationError for a store whose default would be the working directory."""
-    from urllib.parse import urlparse
-
-    if settings.mlflow_artifact_root:
-        return _location_uri(settings.mlflow_artifact_root)
-    uri = settings.tracking_uri()
-    store = local_store(uri)
-    if store is not None:
-        return (store.parent / "mlartifacts").as_uri()
-    scheme = (urlparse(uri).scheme or uri).split("+", 1)[0].lower()
-    if scheme in (*_DATABASE_SCHEMES, "sqlite"):  # sqlite here: in memory
-        raise ArtifactLocationError(
-            f"MLFLOW_TRACKING_URI {uri} is a database without a tracking server: MLflow would put the artifacts "
-            "under ./mlruns of the working directory. Set MLFLOW_ARTIFACT_ROOT (s3://bucket/path, file:///dir)")
-    return None  # a tracking server (http(s), databricks) or a plugin store: its own default
-
-
-def _same_location(a: str, b: str) -> bool:
-    return _location_uri(a) == _location_uri(b)
-
-
-def experiment_id(c: MlflowClient, settings: Settings) -> str:
-    """The training experiment, created with :func:`artifact_location`. An existing experiment
-    keeps its location: ArtifactLocationError when MLFLOW_ARTIFACT_ROOT names another one."""
-    name = f"{settings.registered_model_name}-training"
-    exp = c.get_experiment_by_name(name)
-    root = settings.mlflow_artifact_root
-    if exp is not None:
-        if root and not _same_location(exp.artifact_location, root):
-            raise ArtifactLocationError(
-                f"MLflow experiment {name!r} ({settings.tracking_uri()}) stores its artifacts at "
-                f"{exp.artifact_location}, but MLFLOW_ARTIFACT_ROOT is {root}: an experiment's artifact location "
-                f"cannot change. Set MLFLOW_ARTIFACT_ROOT={exp.artifact_location}, or use another experiment "
-                "(REGISTERED_MODEL_NAME) or tracking store")
-        if not root:
-            try:
-                expected = artifact_location(settings)
-            except ArtifactLocationError:
-                expected = None
-            if expected is not None and not _same_location(exp.artifact_location, expected):
-                log.warning("MLflow experiment %r keeps the artifact location it was created with, %s (the default "
-                            "for this store is %s); set MLFLOW_ARTIFACT_ROOT to choose", name,
-                            exp.artifact_location, expected)
-        return exp.experiment_id
-    location = artifact_location(settings)
-    local = _local_path(location) if location else None
-    if local is not None:
-        local.mkdir(parents=True, exist_ok=True)
-    log.info("creating MLflow experiment %r, artifacts at %s", name, location or "the tracking server's default")
-    return c.create_experiment(name, artifact_location=location)
 
 
 def _flat_metrics(report: dict, manifest_metrics: dict) -> dict[str, float]:
@@ -334,16 +236,6 @@ def model_version(alias: str = CHAMPION, settings: Settings | None = None):
                             f"{s.tracking_uri()} (run `make train` first)") from exc
 
 
-def _local_path(uri: str) -> Path | None:
-    from urllib.parse import unquote, urlparse
-
-    u = urlparse(uri)
-    if u.scheme == "file":
-        return Path(unquote(u.path))
-    if u.scheme == "" and uri.startswith("/"):
-        return Path(uri)
-    return None
-
 
 def resolve_bundle(alias: str = CHAMPION, dst: str | Path | None = None, settings: Settings | None = None) -> Path:
     """A local bundle directory for ``models:/<name>@<alias>`` (what ``load_bundle`` takes).
@@ -356,7 +248,7 @@ def resolve_bundle(alias: str = CHAMPION, dst: str | Path | None = None, setting
     from recsys.artifacts.bundle import read_manifest
 
     mv = model_version(alias, settings)
-    local = _local_path(mv.source)
+    local = local_path(mv.source)
     if local is not None and dst is None:
         read_manifest(local)
         return local

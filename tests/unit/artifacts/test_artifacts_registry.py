@@ -115,7 +115,7 @@ def test_artifacts_go_beside_the_tracking_database_or_to_the_root_never_to_the_w
 
 
 def test_an_existing_experiment_elsewhere_than_the_artifact_root_is_an_error_naming_both(mlflow_env, tmp_path):
-    from recsys.artifacts.registry import ArtifactLocationError, experiment_id
+    from recsys.artifacts.locations import ArtifactLocationError, experiment_id
 
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     s = mlflow_env(MLFLOW_TRACKING_URI=uri, MLFLOW_ARTIFACT_ROOT=(tmp_path / "a").as_uri())
@@ -132,7 +132,7 @@ def test_an_existing_experiment_elsewhere_than_the_artifact_root_is_an_error_nam
 
 
 def test_artifact_location_rules(tmp_path, monkeypatch):
-    from recsys.artifacts.registry import ArtifactLocationError, artifact_location
+    from recsys.artifacts.locations import ArtifactLocationError, artifact_location
     from recsys.config import Settings
 
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_ROOT"):
