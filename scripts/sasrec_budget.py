@@ -1,7 +1,7 @@
 """SASRec with a larger epoch budget than the benchmark's, on the same split and the same test users.
 
-The benchmark gives SASRec ``SASREC_MAX_EPOCHS`` (10) to stay inside its time budget; this
-checks what a longer budget buys: early stopping on level 2 (patience ``SASREC_PATIENCE``), the
+The benchmark caps SASRec at ``SASREC_MAX_EPOCHS`` epochs (early stopping usually ends it first);
+this checks what a longer cap would buy: early stopping on level 2 (patience ``SASREC_PATIENCE``), the
 level-0 refit for the best epoch count, NDCG@10 on level 0's test users with its 95% interval.
 Writes ``reports/sasrec-budget-<protocol>.json``; compare with ``quality-<protocol>.json``.
 

@@ -56,7 +56,7 @@ class SASRecConfig:
     max_len: int = 50
     learning_rate: float = 3e-3
     batch_size: int = 64
-    max_epochs: int = 10
+    max_epochs: int = 30
     patience: int = 3
     seed: int = 42
     threads: int = 0  # torch threads, 0 = torch's default
