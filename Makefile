@@ -29,7 +29,7 @@ lint: install ## ruff (style, import order, complexity cap), mypy on the core li
 	$(VENV)/bin/mypy
 	$(PY) scripts/check_shape.py recsys predictors
 
-test: install lint ## Lint, then the whole test suite (unit, integration with real Redis/servers/kfp.local, slow e2e)
+test: install lint deploy-smoke ## Lint, the rendered deployment started as deployed (make deploy-smoke), then every test (unit, integration with real Redis/servers/kfp.local, slow e2e)
 	$(PY) -m pytest
 
 test-fast: install ## The core library's hermetic tests only

