@@ -73,6 +73,8 @@ def init_server(server: str) -> None:
         STAGE_LATENCY.labels(server, stage)
     for reason in SERVER_FALLBACKS[server]:
         FALLBACKS.labels(server, reason)
+    for kind in ("bad_request", "internal"):
+        ERRORS.labels(server, kind)
     if server == "transformer":
         for result in CACHE_RESULTS:
             CACHE_REQUESTS.labels(result)
