@@ -232,6 +232,9 @@ def model_version(alias: str = CHAMPION, settings: Settings | None = None):
     try:
         return c.get_model_version_by_alias(s.registered_model_name, alias)
     except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # not an answer: say why
+            raise ModelNotFound(f"models:/{s.registered_model_name}@{alias}: the registry {s.tracking_uri()} did not "
+                                f"answer ({exc.error_code}: {str(exc.message)[:300]})") from exc
         raise ModelNotFound(f"models:/{s.registered_model_name}@{alias}: no such registered model or alias in "
                             f"{s.tracking_uri()} (run `make train` first)") from exc
 
