@@ -18,7 +18,7 @@ render: install tools ## Render the Helm chart (defaults + ci/*-values.yaml) and
 	$(DEPLOYTOOL) render --out build/rendered
 
 deploy-smoke: render ## The rendered pods started as the kubelet would (bwrap, uid 1000, read-only root, probes), V2 infer, a real Prometheus on the rendered rules -> build/smoke/report.json
-	$(PY) scripts/deploy_smoke.py --rendered build/rendered --work build/smoke
+	$(PY) scripts/deploy_smoke.py --rendered build/rendered --out build/smoke
 
 lint-deploy: install tools ## helm lint, Kubernetes/KServe schema checks, promtool on rendered and raw manifests (offline)
 	$(DEPLOYTOOL) lint --out build/rendered

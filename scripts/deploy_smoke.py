@@ -12,7 +12,7 @@ Prometheus scrapes what the rendered ServiceMonitors select and evaluates the re
 no alert while healthy, RecommenderRedisDown once Redis is stopped, RecommenderHighFallbackRate
 once the predictor is killed, and every Grafana dashboard query returns data.
 
-    python scripts/deploy_smoke.py [--rendered build/rendered] [--layouts stack,separate,...]
+    python scripts/deploy_smoke.py [--rendered build/rendered] [--out build/smoke] [--layouts stack,separate,...]
 
 Needs root (network namespaces), bwrap, setpriv, ip, prometheus, redis-server, curl
 (scripts/install-tools.sh installs what is missing). Writes build/smoke/report.json; exit 1 on
@@ -543,10 +543,12 @@ def preflight() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rendered", type=Path, default=REPO / "build" / "rendered", help="what `make render` wrote")
-    p.add_argument("--work", type=Path, default=REPO / "build" / "smoke")
+    p.add_argument("--out", type=Path, default=REPO / "build" / "smoke", help="work directory and report.json")
     p.add_argument("--layouts", default=",".join(LAYOUTS), help=f"comma-separated, of {', '.join(LAYOUTS)}")
     p.add_argument("--no-monitoring", action="store_true", help="skip the Prometheus phase of the stack")
     args = p.parse_args(argv)
+    args.work = args.out
+    sys.argv = sys.argv[:1]  # `import kserve` parses the command line itself (its model-server flags)
     problem = preflight()
     if problem:
         print(f"deploy-smoke: {problem}", file=sys.stderr)
