@@ -10,6 +10,10 @@ per phase, answers by outcome (ranked, each fallback reason, 4xx, 5xx, timeouts)
 p50 / p99 / max, the recovery after Redis came back empty, and the targets checked.
 
     python scripts/benchmark_chaos.py --model-dir <bundle> [--seconds 60] [--out reports]
+
+An expected failure (no champion and no MODEL_DIR, a bundle failing its checksum, no
+``redis-server`` on PATH, its port or a server's taken) ends in one line
+``error: <what failed>; <what to set>`` on stderr and exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -30,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
-from benchmark_serving import REPO, free_port, resolve_model_dir, start
+from benchmark_serving import REPO, SetupError, free_port, resolve_model_dir, run, start
 
 PHASES = ("steady", "redis_down", "redis_back_empty", "predictor_down")
 MIX = (("known_cache", 0.35), ("known", 0.35), ("unknown", 0.10), ("session", 0.10), ("event", 0.10))
@@ -45,20 +50,37 @@ class RedisProcess:
         self.port, self.work, self.proc, self.persist = free_port(), work, None, persist
 
     def start(self) -> None:
-        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      *durability, "--dir", str(self.work)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """Start it and wait until it answers (it, not another Redis on the port); SetupError
+        when there is no ``redis-server`` or it cannot serve on its port."""
         import redis
 
+        binary = which_redis_server()
+        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
+        log = self.work / "redis-server.log"
+        with log.open("a") as fh:
+            self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                          *durability, "--dir", str(self.work)], stdout=fh, stderr=subprocess.STDOUT)
         end = time.monotonic() + 10
         while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                text = log.read_text(errors="replace")
+                last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "no output")
+                if "address already in use" in text.lower():
+                    hint = f"port {self.port} in use; free it, or rerun (a new free port is picked)"
+                else:
+                    hint = f"see {log}"
+                raise SetupError(f"redis-server could not start on 127.0.0.1:{self.port} (exit "
+                                 f"{self.proc.returncode}: {last[:200]}); {hint}")
             try:
-                redis.Redis(port=self.port).ping()
-                return
+                client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+                if int(client.info("server")["process_id"]) == self.proc.pid:
+                    return
             except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise SetupError(f"redis-server on 127.0.0.1:{self.port} did not answer in 10 s (or another server holds "
+                         f"the port); free the port, or rerun (see {log})")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -68,6 +90,15 @@ class RedisProcess:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+def which_redis_server() -> str:
+    """The ``redis-server`` binary on PATH; SetupError when there is none."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SetupError("no redis-server on PATH (the benchmark starts its own Redis); install it "
+                         "(apt-get install redis-server) or set PATH to include its directory")
+    return binary
 
 
 def request_body(kind: str, uid: int, item: int, history: list[int]) -> tuple[str, bytes]:
@@ -242,6 +273,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     model_dir = resolve_model_dir(a.model_dir)
+    which_redis_server()  # before the bundle is read and servers started
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     work = REPO / "runs" / "bench-chaos" / uuid.uuid4().hex[:8]
@@ -284,4 +316,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -5,6 +5,10 @@ loopback ports; writes reports/serving.json and reports/serving.md.
 
     python scripts/benchmark_serving.py --model-dir runs/bench-bundle --requests 3000
     python scripts/benchmark_serving.py            # champion from MLflow (MODEL_DIR to override)
+
+An expected failure (no champion and no MODEL_DIR, a bundle failing its checksum, a server that
+cannot start, e.g. its ports taken) ends in one line ``error: <what failed>; <what to set>`` on
+stderr and exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -31,31 +35,82 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's recsys/predictors first
 
 
+class SetupError(RuntimeError):
+    """An expected failure of the benchmark's set-up: :func:`run` prints ``error: <message>`` (the
+    message says what failed, then after ``; `` what to set) and exits 2."""
+
+
+def run(main) -> int:
+    """``main()``'s exit code; a :class:`SetupError` (or a bundle / registry error that escaped
+    one) becomes one line on stderr and exit 2."""
+    from recsys.artifacts.bundle import BundleError
+    from recsys.artifacts.registry import ModelNotFound
+
+    try:
+        return main() or 0
+    except SetupError as exc:
+        message = str(exc)
+    except (BundleError, ModelNotFound) as exc:
+        message = f"{exc}; set MODEL_DIR (or --model-dir) to a bundle this code reads (make train)"
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start(args: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, int]:
-    http_port, grpc_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, *args, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
-                            cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    end = time.monotonic() + 300
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{args[1]} exited:\n{log.read_text()[-3000:]}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=1)
-            c.request("GET", "/v2/health/ready")
-            if c.getresponse().status == 200:
-                start.grpc_port = grpc_port  # type: ignore[attr-defined]
-                return proc, http_port
-        except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise TimeoutError(f"{args[1]} not ready; see {log}")
+BIND_FAILED = ("address already in use", "failed to bind", "address in use")
+
+
+def _server_error(text: str) -> str:
+    """The server's own ``error: ...`` line (what it says to set), else its last log line."""
+    errors = [line[len("error: "):].strip() for line in text.splitlines() if line.startswith("error: ")]
+    if errors:
+        return errors[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def start(args: list[str], env: dict, log: Path, timeout: float = 300) -> tuple[subprocess.Popen, int]:
+    """Start ``python <args> --http_port P --grpc_port Q`` on free loopback ports and wait until
+    ready; (process, http port), the gRPC port in ``start.grpc_port``. A server that exits (its
+    ports taken between picking and binding: one retry on new ports) or is not ready in time
+    raises :class:`SetupError`."""
+    name = args[1] if len(args) > 1 else args[0]
+    for attempt in (1, 2):
+        http_port, grpc_port = free_port(), free_port()
+        with log.open("w") as fh:
+            proc = subprocess.Popen([sys.executable, *args, "--http_port", str(http_port), "--grpc_port",
+                                     str(grpc_port)], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                text = log.read_text(errors="replace")
+                if any(m in text.lower() for m in BIND_FAILED):
+                    if attempt == 1:
+                        break  # another process took a port: new ports, once
+                    raise SetupError(f"{name} could not bind its ports ({http_port}, {grpc_port}: address in use, "
+                                     f"twice); free loopback ports or stop what takes them (see {log})")
+                raise SetupError(f"{name} exited at start (exit {proc.returncode}): {_server_error(text)}; "
+                                 f"see {log}")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=1)
+                c.request("GET", "/v2/health/ready")
+                if c.getresponse().status == 200:
+                    start.grpc_port = grpc_port  # type: ignore[attr-defined]
+                    return proc, http_port
+            except OSError:
+                pass
+            time.sleep(0.3)
+        else:
+            proc.kill()
+            proc.wait(10)
+            raise SetupError(f"{name} not ready after {timeout:.0f} s; see {log} (a slow machine: fewer "
+                             "concurrent jobs)")
+    raise AssertionError("unreachable")
 
 
 def body(uid: int, k: int, use_cache: bool) -> bytes:
@@ -150,13 +205,31 @@ def profile_engine(model_dir: str, ids: list[int], k: int, memo: bool = True) ->
 
 
 def resolve_model_dir(arg: str | None) -> str:
-    if arg:
-        return arg
-    if os.environ.get("MODEL_DIR"):
-        return os.environ["MODEL_DIR"]
-    from recsys.artifacts.registry import resolve_bundle
+    """``--model-dir``, else MODEL_DIR, else the MLflow champion; the bundle's checksums checked.
+    Raises :class:`SetupError` when there is none or it fails its checks."""
+    from recsys.artifacts.bundle import BundleError, verify_bundle
 
-    return str(resolve_bundle("champion"))
+    set_hint = "set MODEL_DIR (or --model-dir) to a bundle directory, or MLFLOW_TRACKING_URI to a registry " \
+               "with a champion (make train)"
+    path = arg or os.environ.get("MODEL_DIR")
+    if not path:
+        from mlflow.exceptions import MlflowException
+
+        from recsys.artifacts.registry import ModelNotFound, resolve_bundle
+
+        try:
+            path = str(resolve_bundle("champion"))
+        except ModelNotFound as exc:
+            raise SetupError(f"no MODEL_DIR and no champion: {exc}; {set_hint}") from exc
+        except BundleError as exc:
+            raise SetupError(f"the champion is not a usable bundle: {exc}; {set_hint}") from exc
+        except (MlflowException, OSError) as exc:
+            raise SetupError(f"the champion's bundle could not be fetched: {str(exc)[:300]}; {set_hint}") from exc
+    try:
+        verify_bundle(path)
+    except BundleError as exc:
+        raise SetupError(f"{exc}; set MODEL_DIR (or --model-dir) to an intact bundle (make train)") from exc
+    return path
 
 
 def redis_reachable(url: str) -> bool:
@@ -197,12 +270,16 @@ def start_servers(configs: list[str], model_dir: str, feature_source: str, prefi
                              [False]),
         "collocated": (["--collocated"], caches),
     }
-    for name in ("transformer_grpc", "transformer", "collocated"):
-        if name in configs:
-            extra, name_caches = transformers[name]
-            p, port = start(["-m", "predictors.transformer", *tr_args, *extra], env, work / f"{name}.log")
-            procs.append(p)
-            targets.append((name, port, name_caches))
+    try:
+        for name in ("transformer_grpc", "transformer", "collocated"):
+            if name in configs:
+                extra, name_caches = transformers[name]
+                p, port = start(["-m", "predictors.transformer", *tr_args, *extra], env, work / f"{name}.log")
+                procs.append(p)
+                targets.append((name, port, name_caches))
+    except BaseException:
+        stop_servers(procs, None, prefix)  # never leave a started server behind
+        raise
     order = {"predictor": 0, "transformer": 1, "transformer_grpc": 2, "collocated": 3}
     return procs, sorted(targets, key=lambda t: order[t[0]])
 
@@ -243,7 +320,7 @@ def stop_servers(procs: list, redis_url: str | None, prefix: str) -> None:
             r.delete(*keys)
 
 
-def main() -> None:
+def main() -> int:
     a = parse_args()
     model_dir = resolve_model_dir(a.model_dir)
     out = Path(a.out)
@@ -300,6 +377,7 @@ def main() -> None:
             teardown(get_store(redis_url=redis_url, project=project))
         except Exception as exc:  # noqa: BLE001 - cleanup only
             print(f"feast teardown: {exc}", file=sys.stderr)
+    return 0
 
 
 TARGETS = {"p50_ms": 5.0, "p99_ms": 15.0, "rps": 300.0}
@@ -381,4 +459,4 @@ def write_markdown(rep: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))
