@@ -16,9 +16,16 @@
    predictors, ``aa_runs`` runs (false-positive rate = share with a significant difference).
 
 Writes ``<out>/ab-simulation.json`` (``ab_detected_better``, ``aa_runs``,
-``aa_false_positive_rate``, ``power``, per-run decisions, timings) and ``ab-simulation.md``.
+``aa_false_positive_rate``, ``power``, ``data``, ``checks``, per-run decisions, timings) and
+``ab-simulation.md``. Exit 0 when the first A/B run picks the better version and the A/A
+false-positive rate is at most 0.05; 1 (after writing the report) when not; 2 on a bad command
+line (``--aa-runs`` below 20: fewer A/A runs cannot measure a 5% rate) or data directory.
 
-    make ab-simulate [AB_SIM_ARGS="--users 300 --aa-runs 20"]
+Data: ``--data-dir``, else ``DATA_DIR`` from the environment (so ``make ab-simulate DATA_DIR=...``
+works: make exports command-line variables), else a synthetic GroupLens-shaped set (``--synthetic``
+forces it); the report's ``data`` says which.
+
+    make ab-simulate [AB_SIM_ARGS="--users 300 --aa-runs 20"] [DATA_DIR=...]
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ SIM_SETTINGS = dict(embedding_dim=32, history_len=20, tt_epochs=4, tt_patience=2
                     lgbm_n_estimators=60, lgbm_min_data_in_leaf=20, lgbm_early_stopping_rounds=15, torch_threads=2,
                     ials_factors=16, ials_iterations=10)
 ID_STRIDE = 10_000_000  # run r's simulated users are (r + 1) * ID_STRIDE + i: a fresh randomization per run
+MIN_AA_RUNS = 20  # the contract: a false-positive rate of at most 5% needs at least 20 A/A runs to be seen
+MAX_AA_FALSE_POSITIVE_RATE = 0.05
+SYNTHETIC_ITEMS = 400
 
 
 class Client:
@@ -164,19 +174,78 @@ def phase(work: Path, env: dict, name: str, bundles: list[Path], models: list[st
     return out
 
 
+def pick_data(data_dir: str | None, synthetic: bool, environ: dict) -> dict:
+    """Where the interactions come from: ``{"source": "--data-dir" | "DATA_DIR", "path": ...}`` or
+    ``{"source": "synthetic"}`` (written later, into the run's work directory)."""
+    if synthetic:
+        return {"source": "synthetic"}
+    if data_dir:
+        return {"source": "--data-dir", "path": str(Path(data_dir).expanduser().resolve())}
+    if environ.get("DATA_DIR"):
+        return {"source": "DATA_DIR", "path": str(Path(environ["DATA_DIR"]).expanduser().resolve())}
+    return {"source": "synthetic"}
+
+
+def checks(ab_detected_better: bool, aa_false_positive_rate: float) -> dict:
+    """What the simulation has to show: the better arm picked, the A/A false-positive rate at most 5%."""
+    ok = {"ab_detected_better": bool(ab_detected_better),
+          "aa_false_positive_rate_ok": aa_false_positive_rate <= MAX_AA_FALSE_POSITIVE_RATE}
+    return {**ok, "passed": all(ok.values()), "max_aa_false_positive_rate": MAX_AA_FALSE_POSITIVE_RATE,
+            "min_aa_runs": MIN_AA_RUNS}
+
+
+def finish(report: dict, out: Path) -> int:
+    """Write the report (JSON and Markdown); the exit code: 0 if its checks passed, else 1."""
+    ab, aa, fp = report["ab"], report["aa"], report["aa_false_positive_rate"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ab-simulation.json").write_text(json.dumps(report, indent=2) + "\n")
+    data = report["data"]
+    where = data["source"] + (f" {data['path']}" if data.get("path") else "")
+    (out / "ab-simulation.md").write_text(
+        f"# A/B simulation\n\nProduced by `{report['command']}`; data: {where}.\n\n"
+        f"- A/B (v1 worse vs v2 better, {report['users_per_run']} users a run): first run decision "
+        f"**{ab[0]['decision']}**; power {report['power']:.2f} over {len(ab)} runs.\n"
+        f"- A/A (v2 vs v2): false-positive rate {fp:.3f} over {len(aa)} runs "
+        f"({sum(r['decision'] != 'no evidence yet' for r in aa)} significant).\n"
+        f"- Checks: {'passed' if report['checks']['passed'] else 'FAILED'} ({report['checks']}).\n"
+        f"- Seconds: {report['seconds']}.\n")
+    print(f"ab_detected_better={report['ab_detected_better']} power={report['power']:.2f} "
+          f"aa_false_positive_rate={fp:.3f} ({len(aa)} A/A runs); wrote {out / 'ab-simulation.json'}")
+    if report["checks"]["passed"]:
+        return 0
+    reasons = []
+    if not report["checks"]["ab_detected_better"]:
+        reasons.append(f"the first A/B run decided {ab[0]['decision']!r}, not 'ship' (better arm not detected)")
+    if not report["checks"]["aa_false_positive_rate_ok"]:
+        reasons.append(f"A/A false-positive rate {fp:.3f} > {MAX_AA_FALSE_POSITIVE_RATE}")
+    print(f"ab-simulate: failed: {'; '.join(reasons)} (see {out / 'ab-simulation.json'})", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=None, help="GroupLens directory or interaction log (default: synthetic)")
+    ap.add_argument("--data-dir", default=None,
+                    help="GroupLens directory or interaction log (default: DATA_DIR if set, else synthetic)")
+    ap.add_argument("--synthetic", action="store_true", help="synthetic data even when DATA_DIR is set")
     ap.add_argument("--users", type=int, default=300, help="simulated users per run (test users of the data)")
     ap.add_argument("--ab-runs", type=int, default=5)
-    ap.add_argument("--aa-runs", type=int, default=20)
+    ap.add_argument("--aa-runs", type=int, default=MIN_AA_RUNS, help=f"A/A runs, at least {MIN_AA_RUNS}")
     ap.add_argument("--click-prob", type=float, default=0.8)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="reports")
     a = ap.parse_args(argv)
-    if a.aa_runs < 1 or a.ab_runs < 1:
-        ap.error("--ab-runs and --aa-runs must be >= 1")
+    if a.ab_runs < 1:
+        ap.error(f"--ab-runs {a.ab_runs}: at least 1 A/B run is needed")
+    if a.aa_runs < MIN_AA_RUNS:
+        ap.error(f"--aa-runs {a.aa_runs}: at least {MIN_AA_RUNS} A/A runs are needed to measure a false-positive "
+                 f"rate of at most {MAX_AA_FALSE_POSITIVE_RATE}; set --aa-runs {MIN_AA_RUNS} or more")
+    if a.data_dir and a.synthetic:
+        ap.error("--data-dir and --synthetic: give one")
+    data = pick_data(a.data_dir, a.synthetic, os.environ)
+    if data.get("path") and not Path(data["path"]).is_dir():
+        ap.error(f"{data['source']} {data['path']}: no such directory; set --data-dir (or DATA_DIR) to a GroupLens "
+                 "directory or interaction log, or unset it for synthetic data")
     t0 = time.perf_counter()
     work = REPO / "runs" / "ab-sim" / uuid.uuid4().hex[:8]
     work.mkdir(parents=True, exist_ok=True)
@@ -190,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     from recsys.data.synthetic import write_synthetic
     from recsys.evaluation.gate import read_gate_set
 
-    data_dir = a.data_dir or write_synthetic(work / "data", n_users=max(300, a.users + 50), n_items=400, seed=a.seed)
-    worse, better, registered = train_versions(work, load_data(data_dir), a.seed)
+    if data["source"] == "synthetic":
+        n_users = max(300, a.users + 50)
+        data.update(path=str(write_synthetic(work / "data", n_users=n_users, n_items=SYNTHETIC_ITEMS, seed=a.seed)),
+                    n_users=n_users, n_items=SYNTHETIC_ITEMS, seed=a.seed)
+    worse, better, registered = train_versions(work, load_data(data["path"]), a.seed)
     trained_s = time.perf_counter() - t0
     states, labels = read_gate_set(better)
     users = [states[i] for i in np.random.default_rng(a.seed).permutation(len(states))[: a.users]]
@@ -200,26 +272,16 @@ def main(argv: list[str] | None = None) -> int:
                range(a.ab_runs, a.ab_runs + a.aa_runs), a)
     power = float(np.mean([r["decision"] == "ship" for r in ab]))
     fp = float(np.mean([r["decision"] != "no evidence yet" for r in aa]))
+    detected = ab[0]["decision"] == "ship"
     report = {
-        "ab_detected_better": ab[0]["decision"] == "ship", "power": power, "ab_runs": len(ab),
-        "aa_runs": len(aa), "aa_false_positive_rate": fp, "users_per_run": len(users), "click_prob": a.click_prob,
+        "ab_detected_better": detected, "power": power, "ab_runs": len(ab),
+        "aa_runs": len(aa), "aa_false_positive_rate": fp, "checks": checks(detected, fp), "data": data,
+        "users_per_run": len(users), "click_prob": a.click_prob,
         "registered": registered, "ab": ab, "aa": aa,
         "seconds": {"train_and_register": round(trained_s, 1), "total": round(time.perf_counter() - t0, 1)},
         "command": "python scripts/ab_simulate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ab-simulation.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "ab-simulation.md").write_text(
-        f"# A/B simulation\n\nProduced by `{report['command']}`.\n\n"
-        f"- A/B (v1 worse vs v2 better, {len(users)} users a run): first run decision "
-        f"**{ab[0]['decision']}**; power {power:.2f} over {len(ab)} runs.\n"
-        f"- A/A (v2 vs v2): false-positive rate {fp:.3f} over {len(aa)} runs "
-        f"({sum(r['decision'] != 'no evidence yet' for r in aa)} significant).\n"
-        f"- Seconds: {report['seconds']}.\n")
-    print(f"ab_detected_better={report['ab_detected_better']} power={power:.2f} "
-          f"aa_false_positive_rate={fp:.3f} ({len(aa)} A/A runs); wrote {out / 'ab-simulation.json'}")
-    return 0
+    return finish(report, Path(a.out))
 
 
 if __name__ == "__main__":
