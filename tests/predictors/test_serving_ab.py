@@ -87,6 +87,28 @@ def test_answers_carry_a_stable_variant_and_both_arms_serve(ab_transformer, stac
     assert 'recommender_ab_answers_total{experiment="exp-test",kind="requests",variant="treatment"}' in metrics
 
 
+def test_without_an_experiment_answers_carry_no_variant_and_equal_the_arms(ab_transformer, stack):
+    """AB_EXPERIMENT unset (the stack's transformers): no ``variant`` / ``experiment`` parameter,
+    no per-arm series, and the same items the experiment's arms give (both serve this bundle)."""
+    import os
+
+    from recsys.artifacts.bundle import load_bundle
+
+    assert not os.environ.get("AB_EXPERIMENT"), "the stack's transformers would run an experiment"
+    users = sorted(load_bundle(stack.bundle).user_states())[:6]
+    for u in users:
+        plain = httpx.post(f"{stack.transformer.url}/v2/models/recommender/infer", json=v2([u], k=5, use_cache=False),
+                           timeout=30).json()
+        assert "variant" not in plain["parameters"] and "experiment" not in plain["parameters"], plain["parameters"]
+        assert "fallback" not in plain["parameters"], plain["parameters"]
+        arm = httpx.post(f"{ab_transformer.url}/v2/models/recommender/infer", json=v2([u], k=5, use_cache=False),
+                         timeout=30).json()
+        assert arm["parameters"]["variant"] in ("control", "treatment")
+        assert outputs(plain)["item_id"] == outputs(arm)["item_id"], (u, arm["parameters"]["variant"])
+    metrics = httpx.get(f"{stack.transformer.url}/metrics", timeout=10).text
+    assert "recommender_ab_answers_total{" not in metrics
+
+
 def test_an_event_for_a_variant_the_experiment_lacks_is_refused(ab_transformer, stack):
     from recsys.artifacts.bundle import load_bundle
 
