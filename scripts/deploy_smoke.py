@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layouts", default=",".join(LAYOUTS), help=f"comma-separated, of {', '.join(LAYOUTS)}")
     p.add_argument("--no-monitoring", action="store_true", help="skip the Prometheus phase of the stack")
     args = p.parse_args(argv)
-    args.work = args.out
+    args.rendered, args.work = args.rendered.resolve(), args.out.resolve()  # Prometheus resolves rules by its dir
     sys.argv = sys.argv[:1]  # `import kserve` parses the command line itself (its model-server flags)
     problem = preflight()
     if problem:
