@@ -16,6 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from fastapi.responses import ORJSONResponse
 from kserve import Model
 from kserve.errors import InvalidInput, ServerNotReady
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
@@ -31,19 +32,54 @@ if TYPE_CHECKING:
     from predictors.transformer_model import RecommenderTransformer
 
 log = logging.getLogger(__name__)
+# What a refused client is told to wait (Retry-After): the drainer tries the log every
+# DRAIN_EVERY_SECONDS, so once the log answers the spool has room again well within it.
 RETRY_AFTER_SECONDS = 5
 DRAIN_EVERY_SECONDS = 1.0
+REFUSAL_LOG_EVERY_SECONDS = 10.0  # one warning per this many seconds while events are refused
 INT_FIELDS = ("user_id", "item_id", "timestamp", "position")
 FLOAT_FIELDS = ("value", "progress")
 TEXT_FIELDS = ("event_type", "event_id", "session_id", "request_id", "variant")
 
 
 class EventLogUnavailable(ServerNotReady):
-    """Neither the event log nor the spool can take the event: 503 with Retry-After (gRPC UNAVAILABLE)."""
+    """Neither the event log nor the spool can take the event. REST: 503 with ``Retry-After`` and
+    ``{"error": ...}`` (:func:`install_refusal_handling`); gRPC: UNAVAILABLE with the same message
+    (KServe's interceptor maps ServerNotReady to it and sends ``reason``)."""
 
-    def __init__(self, detail: str):
+    def __init__(self, detail: str, retry_after: int = RETRY_AFTER_SECONDS):
         super().__init__(detail)
-        self.reason = detail
+        self.reason, self.retry_after = detail, retry_after
+
+
+async def _refusal_response(_request: Any, exc: EventLogUnavailable) -> ORJSONResponse:
+    return ORJSONResponse(status_code=503, headers={"Retry-After": str(exc.retry_after)},
+                          content={"error": exc.reason, "retry_after_seconds": exc.retry_after})
+
+
+class _NoRefusalTracebacks(logging.Filter):
+    """KServe's gRPC interceptor logs every ServerNotReady at ERROR with a traceback; a refused
+    event is an expected answer, logged (throttled) by :meth:`EventsModel._refuse` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], EventLogUnavailable))
+
+
+def install_refusal_handling(app: Any = None) -> None:
+    """On KServe's FastAPI app, the 503 + Retry-After handler for refused events, in place of
+    KServe's ServerNotReady handler (plain 503, "Server is not ready", an ERROR traceback); on
+    KServe's logger, the filter of the gRPC interceptor's tracebacks. Before the server starts:
+    Starlette copies the handlers into the middleware it builds on the app's first call (uvicorn's
+    startup). Idempotent."""
+    if app is None:
+        from kserve import model_server
+
+        app = model_server.app
+    if EventLogUnavailable not in app.exception_handlers:
+        app.add_exception_handler(EventLogUnavailable, _refusal_response)
+    kserve_logger = logging.getLogger("kserve")
+    if not any(isinstance(f, _NoRefusalTracebacks) for f in kserve_logger.filters):
+        kserve_logger.addFilter(_NoRefusalTracebacks())
 
 
 def _one(inp: InferInput, name: str) -> Any:
@@ -93,8 +129,10 @@ class EventsModel(Model):
         self.transformer = transformer
         self.spool = spool
         self._drainer: asyncio.Task | None = None
+        self._refused_logged_at = float("-inf")
         # The spool is local disk: its own thread pool and deadline, never the log's open circuit.
         self._disk = Dependency("spool", 5.0, CircuitBreaker("spool", failure_threshold=1_000_000, open_seconds=0.0))
+        install_refusal_handling()
 
     def load(self) -> bool:
         self.ready = True
@@ -109,21 +147,30 @@ class EventsModel(Model):
     def validate(self, payload):
         return payload
 
+    def _refuse(self, detail: str) -> EventLogUnavailable:
+        """The 503 for an event neither the log nor the spool took (a warning every
+        REFUSAL_LOG_EVERY_SECONDS while it lasts, no traceback)."""
+        now = time.monotonic()
+        if now - self._refused_logged_at >= REFUSAL_LOG_EVERY_SECONDS:
+            self._refused_logged_at = now
+            log.warning("events refused (503, Retry-After %d s): %s", RETRY_AFTER_SECONDS, detail)
+        return EventLogUnavailable(f"{detail}; retry after {RETRY_AFTER_SECONDS} s")
+
     async def _log(self, event: Event) -> str:
         """Durable: in the log, or in the spool when the log does not answer. Returns where."""
-        t = self.transformer
         try:
-            await t.append_event(event)
+            await self.transformer.append_event(event)
             return "log"
         except DependencyDown as exc:
-            if self.spool is None:
-                raise EventLogUnavailable(f"event log unreachable ({exc}) and no spool") from exc
+            down = f"event log unavailable ({exc})"
+        if self.spool is None:
+            raise self._refuse(f"{down} and no spool")
         try:
             await self._disk.run(self.spool.append, event)
-        except SpoolFull as exc:
-            raise EventLogUnavailable(f"{exc}; retry after {RETRY_AFTER_SECONDS} s") from exc
-        except DependencyDown as exc:
-            raise EventLogUnavailable(f"event spool not writable ({exc})") from exc
+        except DependencyDown as exc:  # the spool's failure is the cause (run wraps it)
+            if isinstance(exc.__cause__, SpoolFull):
+                raise self._refuse(f"{down} and {exc.__cause__}") from exc
+            raise self._refuse(f"{down} and event spool not writable ({exc})") from exc
         self._start_drainer()
         return "spool"
 

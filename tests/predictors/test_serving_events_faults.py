@@ -1,0 +1,81 @@
+"""Integration: the events endpoint of a real transformer (no predictor behind it: events never
+reach it) with the event log's Redis dead and the spool full: REST 503 with Retry-After and a
+JSON body, gRPC UNAVAILABLE, no traceback in the log."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+from servingkit import free_port, start_transformer
+
+pytestmark = pytest.mark.integration
+JSON = {"content-type": "application/json"}
+SPOOL_MAX_BYTES = 1024  # the smallest the settings allow: three or four events
+
+
+def post_event(t, inputs) -> httpx.Response:
+    return httpx.post(f"{t.url}/v2/models/events/infer", content=orjson.dumps({"inputs": inputs}), headers=JSON,
+                      timeout=10)
+
+
+def ids(user, item):
+    return [{"name": "user_id", "datatype": "INT64", "shape": [1], "data": [user]},
+            {"name": "item_id", "datatype": "INT64", "shape": [1], "data": [item]}]
+
+
+def grpc_event(t, tensors):
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    inputs = []
+    for name, datatype, shape, values in tensors:
+        contents = (pb.InferTensorContents(int64_contents=values) if datatype == "INT64"
+                    else pb.InferTensorContents(bytes_contents=values))
+        inputs.append(pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape,
+                                                            contents=contents))
+    with grpc.insecure_channel(f"127.0.0.1:{t.grpc_port}") as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            GRPCInferenceServiceStub(ch).ModelInfer(pb.ModelInferRequest(model_name="events", inputs=inputs),
+                                                    timeout=10)
+    return err.value
+
+
+@pytest.fixture(scope="module")
+def dead_log(bundle_dir, tmp_path_factory):
+    """A transformer whose event log (and cache) is a Redis that is not there, with a tiny spool."""
+    tmp = tmp_path_factory.mktemp("events-dead-log")
+    t = start_transformer(bundle_dir, tmp, "transformer-dead-log", f"127.0.0.1:{free_port()}",
+                          ["--feature_source", "bundle"], REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+                          SPOOL_DIR=tmp / "spool", SPOOL_MAX_BYTES=SPOOL_MAX_BYTES)
+    try:
+        yield t.wait_ready(180)
+    finally:
+        t.stop()
+
+
+def test_log_down_and_spool_full_is_503_with_retry_after_and_grpc_unavailable(dead_log):
+    statuses = []
+    for i in range(20):
+        r = post_event(dead_log, ids(7, 100 + i))
+        statuses.append(r.status_code)
+        if r.status_code != 200:
+            break
+        assert r.json()["parameters"]["durable"] == "spool", r.text
+    assert statuses[:-1] and set(statuses[:-1]) == {200} and statuses[-1] == 503, statuses
+    assert r.headers["retry-after"] == "5" and r.headers["content-type"] == "application/json", r.headers
+    body = r.json()
+    assert body["retry_after_seconds"] == 5
+    assert body["error"].startswith("event log unavailable (event_log: "), body
+    assert "and event spool full (" in body["error"] and f"of {SPOOL_MAX_BYTES} bytes, SPOOL_MAX_BYTES)" in \
+        body["error"] and body["error"].endswith("; retry after 5 s"), body
+    err = grpc_event(dead_log, [("user_id", "INT64", [1], [7]), ("item_id", "INT64", [1], [1])])
+    import grpc
+
+    assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+    assert "event spool full" in err.details() and err.details().startswith("event log unavailable"), err.details()
+    text = dead_log.log.read_text()
+    assert "Traceback" not in text and "Server is not ready" not in text, text[-3000:]
+    assert "events refused (503, Retry-After 5 s): event log unavailable" in text
