@@ -16,6 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fastapi.responses import ORJSONResponse
 from kserve import Model
 from kserve.errors import InvalidInput, ServerNotReady
@@ -25,7 +26,7 @@ from predictors import metrics as m
 from predictors.protocol import EVENT_INPUTS, EVENT_OUTPUTS, Limits
 from predictors.resilience import CircuitBreaker, Dependency, DependencyDown
 from predictors.spool import EventSpool, SpoolFull
-from predictors.tensors import ints, values
+from predictors.tensors import check_layout, check_numel, ints, shape_of, values
 from recsys.online.events import Event, EventError, parse_event_fields
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ DRAIN_EVERY_SECONDS = 1.0
 REFUSAL_LOG_EVERY_SECONDS = 10.0  # one warning per this many seconds while events are refused
 INT_FIELDS = ("user_id", "item_id", "timestamp", "position")
 FLOAT_FIELDS = ("value", "progress")
+FLOAT_TYPES = ("FP64", "FP32", "FP16", "INT64", "INT32")  # a rating may come as INT64 [4]
 TEXT_FIELDS = ("event_type", "event_id", "session_id", "request_id", "variant")
 
 
@@ -82,19 +84,40 @@ def install_refusal_handling(app: Any = None) -> None:
         kserve_logger.addFilter(_NoRefusalTracebacks())
 
 
-def _one(inp: InferInput, name: str) -> Any:
+def _scalars(inp: InferInput, name: str) -> list[Any]:
+    """The input's values, typed as its field: INT64 (range-checked), FP64 or BYTES (UTF-8 text)."""
     if name in INT_FIELDS:
-        vals: list[Any] = ints(inp, name)
-    elif name in FLOAT_FIELDS:
-        if inp.datatype not in ("FP64", "FP32", "FP16", "INT64", "INT32"):
+        return list(ints(inp, name))
+    if name in FLOAT_FIELDS:
+        if inp.datatype not in FLOAT_TYPES:
             raise InvalidInput(f"{name}: datatype must be FP64, got {inp.datatype}")
-        vals = [float(v) for v in values(inp)]
-    else:
-        if inp.datatype != "BYTES":
-            raise InvalidInput(f"{name}: datatype must be BYTES, got {inp.datatype}")
-        vals = [v.decode() if isinstance(v, bytes) else str(v) for v in values(inp)]
-    if len(vals) != 1:
-        raise InvalidInput(f"{name}: shape must be [1], got {inp.shape}")
+        vals = values(inp)
+        bad = [v for v in vals if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))]
+        if bad:
+            raise InvalidInput(f"{name}: values must be numbers, got {bad[0]!r}")
+        return [float(v) for v in vals]
+    if inp.datatype != "BYTES":
+        raise InvalidInput(f"{name}: datatype must be BYTES, got {inp.datatype}")
+    out = []
+    for v in values(inp):
+        if not isinstance(v, (bytes, str)):
+            raise InvalidInput(f"{name}: values must be strings, got {v!r}")
+        try:
+            out.append(v.decode() if isinstance(v, bytes) else v)
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{name}: not UTF-8 text ({exc})") from exc
+    return out
+
+
+def _one(inp: InferInput, name: str) -> Any:
+    """The one value of an event input: shape exactly [1], data flat or nested as [1], one scalar
+    (the recommend inputs' checks from :mod:`predictors.tensors`)."""
+    shape = shape_of(inp)
+    if shape != [1]:
+        raise InvalidInput(f"{name}: shape must be [1] (one value per event), got {shape}")
+    check_layout(inp, name, shape)
+    vals = _scalars(inp, name)
+    check_numel(name, vals, shape)
     return vals[0]
 
 

@@ -1,6 +1,7 @@
 """Integration: the events endpoint of a real transformer (no predictor behind it: events never
-reach it) with the event log's Redis dead and the spool full: REST 503 with Retry-After and a
-JSON body, gRPC UNAVAILABLE, no traceback in the log."""
+reach it) when things go wrong. The event log's Redis dead and the spool full: REST 503 with
+Retry-After and a JSON body, gRPC UNAVAILABLE, no traceback in the log. Every event input
+exactly shape [1] with one value, else 400 naming it."""
 
 from __future__ import annotations
 
@@ -79,3 +80,15 @@ def test_log_down_and_spool_full_is_503_with_retry_after_and_grpc_unavailable(de
     text = dead_log.log.read_text()
     assert "Traceback" not in text and "Server is not ready" not in text, text[-3000:]
     assert "events refused (503, Retry-After 5 s): event log unavailable" in text
+
+
+@pytest.mark.parametrize("user_id,message", [
+    ({"shape": [1], "data": [[[[1]]]]}, "user_id: data is nested differently from its shape [1]"),
+    ({"shape": [5], "data": [1]}, "user_id: shape must be [1] (one value per event), got [5]"),
+    ({"shape": [1], "data": [1, 2]}, "user_id: shape [1] does not match 2 values"),
+    ({"shape": [1, 1], "data": [[1]]}, "user_id: shape must be [1] (one value per event), got [1, 1]"),
+], ids=["nested deeper than its shape", "shape of five for one value", "two values", "shape [1, 1]"])
+def test_every_event_input_is_exactly_one_value_of_shape_1(dead_log, user_id, message):
+    r = post_event(dead_log, [{"name": "user_id", "datatype": "INT64", **user_id},
+                              {"name": "item_id", "datatype": "INT64", "shape": [1], "data": [1]}])
+    assert r.status_code == 400 and r.json()["error"].startswith(message), r.text
