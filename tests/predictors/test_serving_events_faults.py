@@ -1,7 +1,7 @@
 """Integration: the events endpoint of a real transformer (no predictor behind it: events never
 reach it) when things go wrong. The event log's Redis dead and the spool full: REST 503 with
-Retry-After and a JSON body, gRPC UNAVAILABLE, no traceback in the log. Every event input
-exactly shape [1] with one value, else 400 naming it."""
+Retry-After and a JSON body, gRPC UNAVAILABLE, no traceback in the log. Bad events: 400 / gRPC
+INVALID_ARGUMENT naming the field, and every input exactly shape [1]."""
 
 from __future__ import annotations
 
@@ -80,6 +80,22 @@ def test_log_down_and_spool_full_is_503_with_retry_after_and_grpc_unavailable(de
     text = dead_log.log.read_text()
     assert "Traceback" not in text and "Server is not ready" not in text, text[-3000:]
     assert "events refused (503, Retry-After 5 s): event log unavailable" in text
+
+
+@pytest.mark.parametrize("tensors,code,message", [
+    ([("user_id", "INT64", [1], [7])], "INVALID_ARGUMENT", "item_id: required input is missing"),
+    ([("user_id", "INT64", [1], [7]), ("item_id", "BYTES", [1], [b"x"])], "INVALID_ARGUMENT",
+     "item_id: datatype must be INT64, got BYTES"),
+    ([("user_id", "INT64", [2], [7, 8]), ("item_id", "INT64", [1], [1])], "INVALID_ARGUMENT",
+     "user_id: shape must be [1] (one value per event), got [2]"),
+    ([("user_id", "INT64", [1], [7]), ("item_id", "INT64", [1], [1]), ("event_type", "BYTES", [1], [b"like"])],
+     "INVALID_ARGUMENT", "event_type: Input should be"),
+], ids=["missing item_id", "item_id of the wrong type", "two user ids", "unknown event_type"])
+def test_bad_events_over_grpc_are_invalid_argument_naming_the_field(dead_log, tensors, code, message):
+    import grpc
+
+    err = grpc_event(dead_log, tensors)
+    assert err.code() == getattr(grpc.StatusCode, code) and err.details().startswith(message), err.details()
 
 
 @pytest.mark.parametrize("user_id,message", [
