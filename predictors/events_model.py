@@ -11,7 +11,6 @@ The user's cached answers are dropped either way.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 from predictors import metrics as m
 from predictors.protocol import EVENT_INPUTS, EVENT_OUTPUTS, Limits
 from predictors.resilience import CircuitBreaker, Dependency, DependencyDown
-from predictors.spool import EventSpool, SpoolFull
+from predictors.spool import EventSpool, SpoolDrainer, SpoolFull
 from predictors.tensors import check_layout, check_numel, ints, shape_of, values
 from recsys.online.events import Event, EventError, parse_event_fields
 
@@ -33,10 +32,9 @@ if TYPE_CHECKING:
     from predictors.transformer_model import RecommenderTransformer
 
 log = logging.getLogger(__name__)
-# What a refused client is told to wait (Retry-After): the drainer tries the log every
-# DRAIN_EVERY_SECONDS, so once the log answers the spool has room again well within it.
+# What a refused client is told to wait (Retry-After): the spool's drainer tries the log every
+# predictors.spool.DRAIN_EVERY_SECONDS, so once the log answers the spool has room again well within it.
 RETRY_AFTER_SECONDS = 5
-DRAIN_EVERY_SECONDS = 1.0
 REFUSAL_LOG_EVERY_SECONDS = 10.0  # one warning per this many seconds while events are refused
 INT_FIELDS = ("user_id", "item_id", "timestamp", "position")
 FLOAT_FIELDS = ("value", "progress")
@@ -151,13 +149,22 @@ class EventsModel(Model):
         super().__init__(name)
         self.transformer = transformer
         self.spool = spool
-        self._drainer: asyncio.Task | None = None
+        self._drainer = (SpoolDrainer(spool, transformer.event_log.append, on_depth=m.SPOOL_DEPTH.set)
+                         if spool is not None and transformer.event_log is not None else None)
         self._refused_logged_at = float("-inf")
         # The spool is local disk: its own thread pool and deadline, never the log's open circuit.
         self._disk = Dependency("spool", 5.0, CircuitBreaker("spool", failure_threshold=1_000_000, open_seconds=0.0))
         install_refusal_handling()
 
     def load(self) -> bool:
+        """Ready; a spool left by an earlier process (a crash, a restart while the log was down)
+        starts replaying at once, not only when the next event is spooled."""
+        if self.spool is not None and self.spool.depth():
+            log.warning("%d events left in the spool %s: replaying them into the event log", self.spool.depth(),
+                        self.spool.path)
+            m.SPOOL_DEPTH.set(self.spool.depth())
+            if self._drainer is not None:
+                self._drainer.start()
         self.ready = True
         return True
 
@@ -194,23 +201,9 @@ class EventsModel(Model):
             if isinstance(exc.__cause__, SpoolFull):
                 raise self._refuse(f"{down} and {exc.__cause__}") from exc
             raise self._refuse(f"{down} and event spool not writable ({exc})") from exc
-        self._start_drainer()
+        if self._drainer is not None:
+            self._drainer.start()
         return "spool"
-
-    def _start_drainer(self) -> None:
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        """Replay the spool into the log once it answers again."""
-        t = self.transformer
-        while self.spool is not None and self.spool.depth():
-            try:
-                n = await t.deps["event_log"].run(self.spool.drain, t.event_log.append, deadline=60.0)
-                log.warning("event log reachable again: %d spooled events replayed", n)
-            except DependencyDown:
-                await asyncio.sleep(DRAIN_EVERY_SECONDS)
-            m.SPOOL_DEPTH.set(self.spool.depth())
 
     def _check_variant(self, event: Event) -> None:
         """With an experiment running, an event's variant must be one of its arms (400 otherwise)."""

@@ -1,15 +1,18 @@
-"""Integration: the events endpoint of a real transformer (no predictor behind it: events never
+"""Integration: the events endpoint of real transformers (no predictor behind them: events never
 reach it) when things go wrong. The event log's Redis dead and the spool full: REST 503 with
-Retry-After and a JSON body, gRPC UNAVAILABLE, no traceback in the log. Bad events: 400 / gRPC
+Retry-After and a JSON body, gRPC UNAVAILABLE, no traceback in the log. A spool left by a crashed
+transformer: replayed into the log at start, with no new event sent. Bad events: 400 / gRPC
 INVALID_ARGUMENT naming the field, and every input exactly shape [1]."""
 
 from __future__ import annotations
+
+import time
 
 import httpx
 import orjson
 import pytest
 
-from servingkit import free_port, start_transformer
+from servingkit import free_port, outputs, start_transformer
 
 pytestmark = pytest.mark.integration
 JSON = {"content-type": "application/json"}
@@ -108,3 +111,47 @@ def test_every_event_input_is_exactly_one_value_of_shape_1(dead_log, user_id, me
     r = post_event(dead_log, [{"name": "user_id", "datatype": "INT64", **user_id},
                               {"name": "item_id", "datatype": "INT64", "shape": [1], "data": [1]}])
     assert r.status_code == 400 and r.json()["error"].startswith(message), r.text
+
+
+def test_a_spool_left_behind_is_replayed_into_the_log_at_start(bundle_dir, tmp_path):
+    """A spool as a crash leaves it: a replay that failed half-way (its batch set aside), events
+    appended after it, and a torn last line (the append the crash interrupted, never
+    acknowledged). The new transformer replays the events at start, with no event sent to it."""
+    from predictors.spool import EventSpool
+    from recsys.online.event_log import SqliteEventLog
+    from recsys.online.events import Event
+
+    now = int(time.time())
+    spool = EventSpool(tmp_path / "spool" / "events.jsonl", max_bytes=1 << 20)
+    sent = [Event(event_id=f"left-{i}", user_id=3, item_id=10 + i, timestamp=now - 60 + i) for i in range(5)]
+    for e in sent[:3]:
+        spool.append(e)
+
+    def log_down(_event):
+        raise ConnectionError("event log down")
+
+    with pytest.raises(ConnectionError):
+        spool.drain(log_down)
+    for e in sent[3:]:
+        spool.append(e)
+    with spool.path.open("ab") as fh:
+        fh.write(b'{"event_id":"torn","user_id":3,"it')
+    runs = tmp_path / "runs"
+    t = start_transformer(bundle_dir, tmp_path, "transformer-replay", f"127.0.0.1:{free_port()}",
+                          ["--feature_source", "bundle"], RUNS_DIR=runs, SPOOL_DIR=tmp_path / "spool")
+    try:
+        t.wait_ready(180)
+        log = SqliteEventLog(runs / "events" / "log.db")
+        end = time.monotonic() + 30
+        while time.monotonic() < end and {e.event_id for e in log.entries()} != {e.event_id for e in sent}:
+            time.sleep(0.2)
+        assert [e.event_id for e in log.entries()] == [e.event_id for e in sent], t.log.read_text()[-3000:]
+        assert not spool.path.exists() or spool.path.stat().st_size == 0
+        assert not spool.draining.exists() and spool.rejected.read_bytes().startswith(b'{"event_id":"torn"')
+        assert "recommender_event_spool_depth 0.0" in httpx.get(f"{t.url}/metrics").text
+        assert "events left in the spool" in t.log.read_text()
+        r = post_event(t, ids(3, 99))  # and the log takes new events directly
+        assert r.status_code == 200 and r.json()["parameters"]["durable"] == "log"
+        assert outputs(r.json())["accepted"] == [True]
+    finally:
+        t.stop()
