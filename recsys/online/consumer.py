@@ -12,8 +12,11 @@ Reads the event log as a consumer group member (at-least-once delivery) and, per
 4. acknowledges the batch.
 
 A crash between 1 and 4 delivers the batch again: the archive's readers keep one row per
-event_id and the claim stops a second application. Metrics on ``--metrics-port``: consumer lag,
-events by type, batches, errors.
+event_id and the claim stops a second application. A failed row write releases the batch's
+claims (the log down too: before the next batch is claimed), so the redelivered batch applies
+it; only a consumer killed between a claim and its row write or release leaves an event
+archived but not applied online. Metrics on ``--metrics-port``: consumer lag, events by type,
+batches, errors.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Consumer:
         self.rows = user_rows
         self.trending = SlidingCounts()
         self._trend_items: set[int] = set()
+        self._unreleased: list[Event] = []  # claims of unapplied events the log did not take back yet
 
     def warm_trending(self, now: int | None = None) -> None:
         """Rebuild the last hour's counts from the archive (a restarted consumer starts informed)."""
@@ -71,21 +75,43 @@ class Consumer:
                 self.trending.add(int(item), int(ts))
 
     def _apply(self, events: list[Event]) -> int:
-        """Each first-delivered event applied to its user's row, in time order; rows written once per user."""
-        first = [e for e, new in zip(events, self.log.claim(events)) if new and e.event_type != "impression"]
-        if not first:
-            return 0
-        users = sorted({e.user_id for e in first})
+        """Each first-delivered event applied to its user's row, in time order; rows written once
+        per user. The claim comes first (atomic: two deliveries of an event, even in one batch or
+        to two consumers, never both apply it) and is released when the rows could not be
+        written, so the retried batch applies the events. Cached answers of the batch's users are
+        dropped on every delivery (a retry after a failed drop drops them)."""
+        if self._unreleased:  # before any claim: the redelivered events must find themselves unclaimed
+            self.log.release(self._unreleased)  # raises while the log is still down: the batch waits
+            self._unreleased = []
+        todo = [e for e in events if e.event_type != "impression"]
+        first = [e for e, new in zip(todo, self.log.claim(todo)) if new]
+        if first:
+            try:
+                self._write_rows(first)
+            except Exception:
+                self._release(first)
+                raise
+            APPLIED.inc(len(first))
+        if self.cache is not None and todo:  # drop answers computed from the rows before these events
+            self.cache.delete(*[result_cache_key(self.cache_prefix, u) for u in sorted({e.user_id for e in todo})])
+        return len(first)
+
+    def _write_rows(self, events: list[Event]) -> None:
+        users = sorted({e.user_id for e in events})
         rows = self.rows.get_user_features(self.store, users)
         states = {u: UserState.from_row(r) if r is not None else None for u, r in rows.items()}
-        for e in sorted(first, key=lambda e: (e.timestamp, e.event_id)):
+        for e in sorted(events, key=lambda e: (e.timestamp, e.event_id)):
             states[e.user_id] = append_event(states[e.user_id], e.user_id, e.item_id, e.timestamp, self.history_len,
                                              event_type=e.event_type, value=e.value)
         self.rows.write_user_rows(self.store, [s.to_row() for s in states.values() if s is not None])
-        if self.cache is not None:  # drop answers computed from the rows before these events
-            self.cache.delete(*[result_cache_key(self.cache_prefix, u) for u in users])
-        APPLIED.inc(len(first))
-        return len(first)
+
+    def _release(self, events: list[Event]) -> None:
+        try:
+            self.log.release(events)
+        except Exception as exc:  # noqa: BLE001 - the log is down too: released before the next batch
+            self._unreleased.extend(events)
+            log.warning("%d claims of unapplied events not released (%s); released before the next batch",
+                        len(events), str(exc)[:200])
 
     def _update_trending(self, events: list[Event], now: int) -> int:
         for e in events:

@@ -11,7 +11,8 @@ Two implementations with one interface (:class:`EventLog`):
 
 Delivery is at least once. ``claim`` makes applying an event idempotent: it answers, per
 event_id, whether this is its first application (Redis: one set per event day, expiring after
-the window events are accepted in; SQLite: a table).
+the window events are accepted in; SQLite: a table), atomically for a batch. ``release`` undoes
+the claims of a batch whose application failed, so its redelivery applies it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class EventLog(Protocol):
     def ack(self, ids: list[str]) -> None: ...
 
     def claim(self, events: list[Event]) -> list[bool]: ...
+
+    def release(self, events: list[Event]) -> None: ...
 
     def lag(self) -> int: ...
 
@@ -113,14 +116,27 @@ class RedisStreamLog:
         if ids:
             self.client.xack(self.stream, self.group, *ids)
 
+    def _claim_key(self, event: Event) -> str:
+        return f"{self.stream}:applied:{_day(event)}"
+
     def claim(self, events: list[Event]) -> list[bool]:
-        pipe = self.client.pipeline(transaction=False)
+        """One MULTI/EXEC: every event claimed or (the call failing) none."""
+        if not events:
+            return []
+        pipe = self.client.pipeline(transaction=True)
         for e in events:
-            key = f"{self.stream}:applied:{_day(e)}"
-            pipe.sadd(key, e.event_id)
-            pipe.expire(key, CLAIM_TTL_SECONDS)
+            pipe.sadd(self._claim_key(e), e.event_id)
+            pipe.expire(self._claim_key(e), CLAIM_TTL_SECONDS)
         res = pipe.execute()
         return [bool(n) for n in res[0::2]]
+
+    def release(self, events: list[Event]) -> None:
+        """Undo the claims of events that were not applied after all."""
+        if events:
+            pipe = self.client.pipeline(transaction=True)
+            for e in events:
+                pipe.srem(self._claim_key(e), e.event_id)
+            pipe.execute()
 
     def lag(self) -> int:
         """Entries not yet delivered to the group (+ delivered, not acknowledged)."""
@@ -202,13 +218,25 @@ class SqliteEventLog:
         db.execute("DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?", (self.max_rows,))
 
     def claim(self, events: list[Event]) -> list[bool]:
+        """One transaction: every event claimed or (the call failing) none."""
         db = self._db()
         out = []
-        for e in events:
-            cur = db.execute("INSERT OR IGNORE INTO applied (event_id, at) VALUES (?, ?)", (e.event_id, time.time()))
-            out.append(cur.rowcount == 1)
-        db.execute("DELETE FROM applied WHERE at < ?", (time.time() - CLAIM_TTL_SECONDS,))
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for e in events:
+                cur = db.execute("INSERT OR IGNORE INTO applied (event_id, at) VALUES (?, ?)",
+                                 (e.event_id, time.time()))
+                out.append(cur.rowcount == 1)
+            db.execute("DELETE FROM applied WHERE at < ?", (time.time() - CLAIM_TTL_SECONDS,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         return out
+
+    def release(self, events: list[Event]) -> None:
+        """Undo the claims of events that were not applied after all."""
+        self._db().executemany("DELETE FROM applied WHERE event_id = ?", [(e.event_id,) for e in events])
 
     def lag(self) -> int:
         return int(self._db().execute("SELECT count(*) FROM events WHERE seq > ?", (self._offset(),)).fetchone()[0])

@@ -53,3 +53,102 @@ def test_consumer_archives_applies_once_and_counts_trending(store, bundle_dir, l
     assert trend[:, 0].tolist() == [2, 1, 0] and trend[:, 1].tolist() == [2, 1, 0]  # a skip is no interest
     assert consumer._apply(events) == 0  # delivered again: claimed already, nothing applied twice
     assert get_user_features(store, [known])[known] == after
+
+
+class FailingOnce:
+    """The Feast store, except that its first ``write_to_online_store`` call fails (the online
+    store unreachable for a moment)."""
+
+    def __init__(self, store):
+        self.store, self.failed = store, False
+
+    def write_to_online_store(self, *args, **kwargs):
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("online store unreachable")
+        return self.store.write_to_online_store(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+class FlakyCache:
+    """A result cache whose first ``delete`` fails; records the keys dropped."""
+
+    def __init__(self):
+        self.calls, self.dropped = 0, []
+
+    def delete(self, *keys):
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("cache unreachable")
+        self.dropped.extend(keys)
+
+
+def test_a_failed_row_write_releases_the_claims_so_the_retried_batch_applies_the_events(store, bundle_dir,
+                                                                                       local_state):
+    from recsys.online.user_rows import get_user_features
+
+    known = int(pd.read_parquet(bundle_dir / "users.parquet")["user_id"].iloc[1])
+    items = pd.read_parquet(bundle_dir / "items.parquet")["item_id"].astype(int).tolist()
+    before = get_user_features(store, [known])[known]
+    now = int(time.time())
+    events = [Event(event_id="f1", user_id=known, item_id=items[3], event_type="rating", value=4, timestamp=now - 9),
+              Event(event_id="f2", user_id=known, item_id=items[4], event_type="click", timestamp=now - 8)]
+    log = SqliteEventLog(local_state / "events" / "log.db")
+    for e in events:
+        log.append(e)
+    consumer = Consumer(log, FailingOnce(store), local_state / "archive", history_len=20)
+    with pytest.raises(ConnectionError):
+        consumer.run_once(block_ms=100)
+    assert log.lag() == 2 and get_user_features(store, [known])[known] == before  # nothing acknowledged or applied
+    assert consumer.run_once(block_ms=100) == 2 and log.lag() == 0  # the batch delivered again
+    after = get_user_features(store, [known])[known]
+    assert after["recent_items"][-2:] == [items[3], items[4]] and after["n_ratings"] == before["n_ratings"] + 2
+    assert consumer._apply(events) == 0 and get_user_features(store, [known])[known] == after  # still once
+
+
+def test_a_failed_cache_drop_is_retried_without_applying_the_events_twice(store, bundle_dir, local_state):
+    from recsys.online.events import result_cache_key
+    from recsys.online.user_rows import get_user_features
+
+    known = int(pd.read_parquet(bundle_dir / "users.parquet")["user_id"].iloc[2])
+    item = int(pd.read_parquet(bundle_dir / "items.parquet")["item_id"].iloc[5])
+    before = get_user_features(store, [known])[known]
+    log = SqliteEventLog(local_state / "events" / "log.db")
+    log.append(Event(event_id="k1", user_id=known, item_id=item, event_type="rating", value=5,
+                     timestamp=int(time.time()) - 5))
+    cache = FlakyCache()
+    consumer = Consumer(log, store, local_state / "archive", history_len=20, cache=cache, cache_prefix="p")
+    with pytest.raises(ConnectionError):
+        consumer.run_once(block_ms=100)  # the row is written, dropping the cached answers fails
+    assert consumer.run_once(block_ms=100) == 1 and log.lag() == 0
+    assert cache.dropped == [result_cache_key("p", known)]  # dropped on the redelivery
+    assert get_user_features(store, [known])[known]["n_ratings"] == before["n_ratings"] + 1  # applied once
+
+
+def test_claims_the_log_could_not_release_are_released_before_the_next_batch(store, bundle_dir, local_state):
+    """The row write fails and the log is down as well (one Redis for both): the claims are
+    released before the redelivered batch is claimed again, so it is applied."""
+    from recsys.online.user_rows import get_user_features
+
+    class ReleaseFailsOnce(SqliteEventLog):
+        failed = False
+
+        def release(self, events):
+            if not self.failed:
+                self.failed = True
+                raise ConnectionError("log unreachable")
+            super().release(events)
+
+    known = int(pd.read_parquet(bundle_dir / "users.parquet")["user_id"].iloc[3])
+    item = int(pd.read_parquet(bundle_dir / "items.parquet")["item_id"].iloc[6])
+    before = get_user_features(store, [known])[known]
+    log = ReleaseFailsOnce(local_state / "events" / "log.db")
+    log.append(Event(event_id="r1", user_id=known, item_id=item, event_type="click", timestamp=int(time.time()) - 3))
+    consumer = Consumer(log, FailingOnce(store), local_state / "archive", history_len=20)
+    with pytest.raises(ConnectionError, match="online store unreachable"):
+        consumer.run_once(block_ms=100)
+    assert consumer.run_once(block_ms=100) == 1 and log.lag() == 0
+    after = get_user_features(store, [known])[known]
+    assert after["recent_items"][-1] == item and after["n_ratings"] == before["n_ratings"] + 1

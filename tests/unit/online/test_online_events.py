@@ -61,6 +61,9 @@ def _exercise(log):
     assert log.read("c1", count=10, block_ms=50) == [] and log.lag() == 0
     assert log.claim([events[0], events[1]]) == [True, True]
     assert log.claim([events[1], events[2]]) == [False, True]  # applied once, whatever the deliveries
+    log.release([events[2]])  # its application failed: the next delivery applies it
+    assert log.claim([events[2], events[3], events[3]]) == [True, True, False]
+    assert log.claim([]) == []
     assert [e.event_id for e in log.entries()][:5] == [f"e{i}" for i in range(5)]
 
 
