@@ -4,8 +4,16 @@ Two implementations with one interface (:class:`EventLog`):
 
 * :class:`RedisStreamLog` (``REDIS_URL`` set): a Redis Stream (``XADD`` with approximate
   ``MAXLEN`` retention), read by a consumer group (``XREADGROUP``; pending entries are delivered
-  again until acknowledged). Durability is Redis persistence (the chart runs it with
-  ``appendonly yes`` and ``appendfsync always``).
+  again until acknowledged). Durability is Redis persistence: the chart runs it with
+  ``appendonly yes`` and ``appendfsync everysec`` (helm/redis/values.yaml). Redis write(2)s the
+  append-only buffer to the file before it sends the replies of that event-loop turn, so an
+  acknowledged ``XADD`` is in the kernel's page cache already: a killed or crashed redis-server
+  process loses none. The machine or its kernel going down loses what was not fsynced yet, about
+  the last second. One exception: while the previous background fsync is still running (a disk
+  too slow for the write rate; Redis logs "Asynchronous AOF fsync is taking too long") Redis
+  postpones the write(2) by up to 2 s and replies all the same, so in that state a killed process
+  loses up to 2 s of acknowledged events too. ``appendfsync always`` closes both windows at the
+  cost of an fsync per write.
 * :class:`SqliteEventLog` (no ``REDIS_URL``: the embedded default): a SQLite file under
   ``RUNS_DIR/events`` (WAL, synchronous=FULL), one offset per consumer group.
 
