@@ -58,12 +58,18 @@ class BundleMeta:
         self.titles = item_titles(items)
         self.popularity = Popularity().fit(None, Catalog(items, ref_ts=self.manifest["ref_ts"]))
         self.known_items = frozenset(int(i) for i in items["item_id"])
-        users = pd.read_parquet(self.path / "users.parquet", columns=["user_id"])["user_id"]
-        self.known_users = frozenset(int(u) for u in users)
+        users = pd.read_parquet(self.path / "users.parquet", columns=["user_id", "last_ts"])
+        # Each known user's latest interaction in the version: an online row older than that is behind.
+        self.user_last_ts = dict(zip(users["user_id"].astype(int).tolist(), users["last_ts"].astype(int).tolist()))
+        self.known_users = frozenset(self.user_last_ts)
 
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    def behind(self, user_id: int, row: dict) -> bool:
+        """An online row that lacks interactions the version has for this user."""
+        return int(row.get("last_ts") or 0) < self.user_last_ts.get(user_id, 0)
 
 
 class Engine:

@@ -1,10 +1,12 @@
 """Self-healing of the online store: rows the store lost are refilled from the model version.
 
 When the transformer reads no row for a user the model version knows (Redis restarted empty,
-keys evicted or flushed), it answers from the version's own row (``feature_store_miss``) and
-notifies the :class:`OnlineStoreHealer`. The healer, on a background thread and at most once per
-``interval`` seconds, reads which of the version's users are missing online and writes their
-rows from the bundle's ``users.parquet``; rows present online are never overwritten (they may
+keys evicted or flushed), or a row older than the version's (a store restored from an old
+snapshot, a materialization that never ran), it answers from the version's own row
+(``feature_store_miss`` / ``feature_store_behind``) and notifies the :class:`OnlineStoreHealer`.
+The healer, on a background thread and at most once per ``interval`` seconds, reads which of
+the version's users are missing or behind online and writes their rows from the bundle's
+``users.parquet``; rows at least as recent as the version's are never overwritten (they may
 hold events newer than the bundle).
 """
 
@@ -60,14 +62,14 @@ class OnlineStoreHealer:
                 self._running = False
 
     def heal(self) -> int:
-        """Write the bundle's rows of users missing online; the number written."""
+        """Write the bundle's rows of users missing or behind online; the number written."""
         table = pd.read_parquet(self.bundle_dir / "users.parquet")
         written = 0
         for a in range(0, len(table), self.chunk):
             part = table.iloc[a:a + self.chunk]
             online = self.features.get([int(u) for u in part["user_id"]])
             missing = [UserState.from_row(r).to_row() for r in part.to_dict("records")
-                       if online.get(int(r["user_id"])) is None]
+                       if _stale(online.get(int(r["user_id"])), int(r["last_ts"]))]
             if missing:
                 self.features.write_rows(missing)
                 written += len(missing)
@@ -75,3 +77,8 @@ class OnlineStoreHealer:
             time.sleep(0)  # let the serving threads run between chunks
         self.healed += written
         return written
+
+
+def _stale(online_row: dict | None, version_last_ts: int) -> bool:
+    """No row online, or one without the version's latest interaction."""
+    return online_row is None or int(online_row.get("last_ts") or 0) < version_last_ts

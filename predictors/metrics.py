@@ -10,8 +10,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 STAGES = ("feature_lookup", "cache", "predictor_call", "retrieval", "ranking", "end_to_end")
-FALLBACK_REASONS = ("cold_start", "redis_down", "feature_store_down", "feature_store_miss", "predictor_down",
-                    "predictor_timeout")
+FALLBACK_REASONS = ("cold_start", "redis_down", "feature_store_down", "feature_store_miss", "feature_store_behind",
+                    "predictor_down", "predictor_timeout")
 CACHE_RESULTS = ("hit", "miss", "error")
 DEPENDENCIES = ("redis", "feature_store", "predictor", "event_log")
 CALL_OUTCOMES = ("ok", "timeout", "error", "open")

@@ -159,9 +159,11 @@ class RecommenderTransformer(DependencyCalls, Model):
         return pending
 
     async def _lookup_features(self, ctx: RequestContext, pending: list[int]) -> None:
-        """Online rows of the pending users. A known user without a row is answered from the model
-        version's own row (``feature_store_miss``, and the store gets refilled); an unknown user
-        without a session history gets popularity (``cold_start``)."""
+        """Online rows of the pending users. A known user without a row, or with a row older than the
+        model version's (a store restored from an old snapshot, a materialization that never ran),
+        is answered from the version's own row (``feature_store_miss`` / ``feature_store_behind``)
+        and the store gets refilled; an unknown user without a session history gets popularity
+        (``cold_start``)."""
         t, req = time.perf_counter(), ctx.req
         try:
             ctx.rows = await self.read_rows([req.user_ids[j] for j in pending])
@@ -171,6 +173,11 @@ class RecommenderTransformer(DependencyCalls, Model):
         ctx.time("feature_lookup", t)
         for j in pending:
             row = ctx.row(j)
+            if row is not None and self.meta.behind(req.user_ids[j], row):
+                ctx.rows[req.user_ids[j]] = row = None  # type: ignore[index]  # answered from the version's row
+                ctx.degrade("feature_store_behind")
+                if self.healer is not None:
+                    self.healer.notify()
             if row is not None or ctx.rows is None:
                 ctx.todo.append(j)  # store down: the predictor answers from the version's rows
                 if row is not None:

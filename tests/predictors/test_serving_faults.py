@@ -25,10 +25,12 @@ JSON = {"content-type": "application/json"}
 def faulty(stack, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving-faults")
     redis_server = RedisServer(tmp)
+    project = f"test_faults_{uuid.uuid4().hex[:6]}"
     t = start_transformer(stack.bundle, tmp, "transformer-faults", f"127.0.0.1:{stack.predictor.http_port}",
                           REDIS_URL=redis_server.url, RUNS_DIR=str(tmp / "runs"),
-                          FEAST_PROJECT=f"test_faults_{uuid.uuid4().hex[:6]}", HEAL_INTERVAL_SECONDS="1",
+                          FEAST_PROJECT=project, HEAL_INTERVAL_SECONDS="1",
                           CIRCUIT_OPEN_SECONDS="0.5")
+    t.feast_project = project
     try:
         t.wait_ready(180)
         yield t, redis_server
@@ -105,3 +107,27 @@ def test_a_killed_redis_fails_fast_and_an_empty_one_is_refilled(stack, faulty):
     metrics = httpx.get(f"{t.url}/metrics").text
     healed = [line for line in metrics.splitlines() if line.startswith("recommender_online_rows_healed_total")]
     assert healed and float(healed[0].split()[-1]) >= len(known_users(stack, 10**6))
+
+
+def test_an_online_store_behind_the_version_is_answered_from_the_version_and_refreshed(stack, faulty, tmp_path,
+                                                                                       monkeypatch):
+    """A row older than the model version's (an old snapshot restored): the version's row answers,
+    flagged feature_store_behind, and the healer rewrites the stale row; later rows are kept."""
+    from predictors.features import FeastFeatures
+    from recsys.config import get_settings
+
+    t, redis_server = faulty
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))  # this process's copy of the Feast registry
+    get_settings.cache_clear()
+    users = known_users(stack, 40)[30:]
+    online = FeastFeatures(None, 50, materialize="never", redis_url=redis_server.url, project=t.feast_project)
+    rows = online.get(users)
+    stale = dict(rows[users[0]], last_ts=1, recent_items=rows[users[0]]["recent_items"][:1])
+    online.write_rows([stale])
+    reasons = post(t, v2([users[0]], k=5, use_cache=False)).json()["parameters"].get("fallback", "")
+    assert "feature_store_behind" in reasons and "cold_start" not in reasons
+    deadline = time.monotonic() + 10
+    while online.get([users[0]])[users[0]]["last_ts"] == 1:
+        assert time.monotonic() < deadline, "the stale row was not refreshed"
+        time.sleep(0.2)
+    assert "fallback" not in post(t, v2([users[0]], k=5, use_cache=False)).json()["parameters"]
