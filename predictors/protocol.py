@@ -16,7 +16,7 @@ import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, to_http_parameters
 
-from predictors.tensors import flat, ids, ints, shape_of, values
+from predictors.tensors import check_layout, flat, ids, ints, shape_of, values
 
 MAX_K = 100
 DEFAULT_K = 10
@@ -128,8 +128,11 @@ def _parse_user_ids(inputs: dict[str, InferInput], limits: Limits) -> list[int]:
 
 
 def _parse_k(inp: InferInput) -> int:
+    if shape_of(inp) not in ([1], []):
+        raise InvalidInput(f"k: shape must be [1], got {inp.shape}")
+    check_layout(inp, "k", shape_of(inp))
     ks = ints(inp, "k")
-    if len(ks) != 1 or shape_of(inp) not in ([1], []):
+    if len(ks) != 1:
         raise InvalidInput(f"k: shape must be [1], got {inp.shape}")
     if not 1 <= ks[0] <= MAX_K:
         raise InvalidInput(f"k: must be between 1 and {MAX_K}, got {ks[0]}")

@@ -68,6 +68,7 @@ def test_parse_rejects_naming_the_field(inputs, field):
     ([InferInput("user_id", [1], "INT64", data=[-3])], "user_id: ids must be >= 0, got -3"),
     ([uid(1), InferInput("history", [1, 2], "INT64", data=[[7], [8]])], "history: data is nested differently"),
     ([uid(1), InferInput("history", [1, 2], "INT64", data=[[7, -8]])], "history: ids must be >= 0"),
+    ([uid(1), InferInput("k", [1], "INT64", data=[[[5]]])], "k: data is nested differently from its shape [1]"),
 ])
 def test_ids_must_fit_their_type_be_non_negative_and_match_their_shape(inputs, message):
     with pytest.raises(InvalidInput) as err:
