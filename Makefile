@@ -29,8 +29,13 @@ lint: install ## ruff (style, import order, complexity cap), mypy on the core li
 	$(VENV)/bin/mypy
 	$(PY) scripts/check_shape.py recsys predictors
 
-test: install lint deploy-smoke ## Lint, the rendered deployment started as deployed (make deploy-smoke), then every test (unit, integration with real Redis/servers/kfp.local, slow e2e)
-	$(PY) -m pytest
+# The slow end-to-end tests (pytest -m slow: kfp.local training, the loop demo, the A/B simulation,
+# the benchmark scripts, fault injection) run when CI is set (.ci/run runs with CI=true) or SLOW=1.
+SLOW ?= $(CI)
+PYTEST_MARKS := $(if $(SLOW),,-m "not slow")
+
+test: install lint deploy-smoke ## Lint, the rendered deployment started as deployed (make deploy-smoke), then the tests (unit, integration with real Redis/servers/kfp.local; the slow e2e ones with CI=true or SLOW=1)
+	$(PY) -m pytest $(PYTEST_MARKS)
 
 test-fast: install ## The core library's hermetic tests only
 	$(PY) -m pytest tests/unit -m "not integration and not slow"
