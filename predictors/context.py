@@ -17,6 +17,7 @@ class RequestContext:
     t0: float
     reasons: list[str] = field(default_factory=list)
     cached: dict[int, dict] = field(default_factory=dict)  # position -> cached entry
+    cache_generations: dict[int, str] = field(default_factory=dict)  # user id -> cache generation read
     popular: set[int] = field(default_factory=set)  # positions answered by popularity
     todo: list[int] = field(default_factory=list)  # positions the models answer
     rows: dict[int, dict | None] | None = None  # online rows by user id (None: the store was down)

@@ -145,8 +145,8 @@ class RecommenderTransformer(DependencyCalls, Model):
         t, req, n = time.perf_counter(), ctx.req, len(ctx.req.user_ids)
         ctx.cache_used = True
         try:
-            got = await self.deps["redis"].call(lambda: self.cache.get_many(req.user_ids,
-                                                                              cache_field(self.answer_version, req.k)))
+            got, ctx.cache_generations = await self.deps["redis"].call(
+                lambda: self.cache.get_many(req.user_ids, cache_field(self.answer_version, req.k)))
             ctx.cached = {j: entry for j, entry in enumerate(got) if entry is not None}
             m.CACHE_REQUESTS.labels("hit").inc(len(ctx.cached))
             m.CACHE_REQUESTS.labels("miss").inc(n - len(ctx.cached))
@@ -257,12 +257,12 @@ class RecommenderTransformer(DependencyCalls, Model):
             ctx.timings.update({f"predictor_{k}": v for k, v in stages.items()})
         if r.params.get("fallback"):
             ctx.degrade(str(r.params["fallback"]))
-        degraded = {"redis_down", "feature_store_down", "feature_store_miss"} & set(ctx.reasons)
+        degraded = {"redis_down", "feature_store_down", "feature_store_miss", "feature_store_behind"} & set(ctx.reasons)
         if ctx.cache_used and fresh and not degraded:
             t = time.perf_counter()
             try:
                 field = cache_field(self.answer_version, req.k)
-                await self.deps["redis"].call(lambda: self.cache.set_many(fresh, field))
+                await self.deps["redis"].call(lambda: self.cache.set_many(fresh, field, ctx.cache_generations))
             except DependencyDown:
                 ctx.degrade("redis_down")
             ctx.timings["cache"] = ctx.timings.get("cache", 0.0) + (time.perf_counter() - t) * 1e3

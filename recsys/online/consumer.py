@@ -36,7 +36,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 from recsys.features.trending import WINDOWS, SlidingCounts
 from recsys.features.users import UserState, append_event
 from recsys.online.archive import read_archive, write_batch
-from recsys.online.events import EVENT_TYPES, Event, result_cache_key
+from recsys.online.events import EVENT_TYPES, Event, drop_cached_answers
 from recsys.online.trending_store import write_item_trending
 
 log = logging.getLogger("recsys.online.consumer")
@@ -54,11 +54,12 @@ class Consumer:
     """One member of the log's consumer group."""
 
     def __init__(self, log_: Any, store: Any, archive_dir: str | Path, history_len: int, name: str | None = None,
-                 batch: int = 500, cache: Any = None, cache_prefix: str = "recsys:rec"):
+                 batch: int = 500, cache: Any = None, cache_prefix: str = "recsys:rec", cache_ttl: int = 300):
         from recsys.online import user_rows
 
         self.log, self.store, self.archive_dir = log_, store, Path(archive_dir)
-        self.cache, self.cache_prefix = cache, cache_prefix  # a sync redis client: answers cached before an event
+        # a sync redis client: answers cached before an event are dropped (and their generation renewed)
+        self.cache, self.cache_prefix, self.cache_ttl = cache, cache_prefix, cache_ttl
         self.history_len, self.batch = history_len, batch
         self.name = name or f"{socket.gethostname()}-{id(self) % 10_000}"
         self.rows = user_rows
@@ -93,7 +94,9 @@ class Consumer:
                 raise
             APPLIED.inc(len(first))
         if self.cache is not None and todo:  # drop answers computed from the rows before these events
-            self.cache.delete(*[result_cache_key(self.cache_prefix, u) for u in sorted({e.user_id for e in todo})])
+            pipe = self.cache.pipeline(transaction=True)
+            drop_cached_answers(pipe, self.cache_prefix, sorted({e.user_id for e in todo}), self.cache_ttl)
+            pipe.execute()
         return len(first)
 
     def _write_rows(self, events: list[Event]) -> None:
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - pydantic ValidationError: one line
         print(f"error: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
+    logging.getLogger().setLevel(s.log_level)
     history_len = s.history_len
     try:
         model_dir = resolve_model_dir(args.model_dir, args.model_uri)
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cache = redis.Redis.from_url(s.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     consumer = Consumer(open_log(s.redis_url, s.runs_dir, stream=s.event_stream), store, s.archive_dir(), history_len,
-                        batch=args.batch, cache=cache, cache_prefix=s.cache_prefix)
+                        batch=args.batch, cache=cache, cache_prefix=s.cache_prefix, cache_ttl=s.cache_ttl_seconds)
     consumer.warm_trending()
     if args.metrics_port:
         start_http_server(args.metrics_port)

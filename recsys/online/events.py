@@ -91,3 +91,18 @@ def result_cache_key(prefix: str, user_id: int) -> str:
     """The Redis hash holding a user's cached answers (every model version and k): dropped when
     an event changes the user's features."""
     return f"{prefix}:u:{int(user_id)}"
+
+
+# The field of a user's answer hash holding its generation: an event drops the cached answers and
+# sets a new generation, and an answer is stored only under the generation it was looked up in, so
+# an answer computed from the row before the event can never be cached after the drop.
+CACHE_GENERATION = "__gen"
+
+
+def drop_cached_answers(pipe: Any, prefix: str, user_ids: list[int], ttl_seconds: int) -> None:
+    """Queue on a Redis pipeline (sync or asyncio): drop each user's answers, new generation."""
+    for u in user_ids:
+        key = result_cache_key(prefix, u)
+        pipe.delete(key)
+        pipe.hset(key, CACHE_GENERATION, uuid.uuid4().hex)
+        pipe.expire(key, max(1, int(ttl_seconds)))

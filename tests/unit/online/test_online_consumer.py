@@ -73,16 +73,29 @@ class FailingOnce:
 
 
 class FlakyCache:
-    """A result cache whose first ``delete`` fails; records the keys dropped."""
+    """A result cache (a sync Redis client's pipelines) whose first drop fails; records the keys dropped."""
 
     def __init__(self):
         self.calls, self.dropped = 0, []
 
+    def pipeline(self, transaction=True):
+        self.queued = []
+        return self
+
     def delete(self, *keys):
+        self.queued.extend(keys)
+
+    def hset(self, *args):
+        pass
+
+    def expire(self, *args):
+        pass
+
+    def execute(self):
         self.calls += 1
         if self.calls == 1:
             raise ConnectionError("cache unreachable")
-        self.dropped.extend(keys)
+        self.dropped.extend(self.queued)
 
 
 def test_a_failed_row_write_releases_the_claims_so_the_retried_batch_applies_the_events(store, bundle_dir,
