@@ -158,3 +158,22 @@ def test_events_survive_the_log_going_down_spooled_and_replayed_once(stack, loop
     assert consumer.applied() == len(arch) == arch["event_id"].nunique()
     metrics = httpx.get(f"{t.url}/metrics").text
     assert "recommender_event_spool_depth 0.0" in metrics
+
+
+def test_the_consumer_exports_the_metrics_the_dashboard_and_rules_read(loop):
+    """The consumer's /metrics carries every series helm/recommender/metrics.txt assigns to it
+    (lag, events by type, applied, batches, failures), with the contract's labels."""
+    import re
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from deploytool import metrics_contract
+
+    consumer = loop[3]
+    text = httpx.get(f"http://127.0.0.1:{consumer.metrics_port}/metrics", timeout=5).text
+    exported = set(re.findall(r"^# TYPE (recommender_[a-z0-9_]+) (\w+)", text, re.M))
+    for name, (kind, labels, module) in metrics_contract(with_module=True).items():
+        if module != "recsys.online.consumer":
+            continue
+        assert (name, kind) in exported, f"{name} ({kind}) not on the consumer's /metrics"
+        for label in labels:
+            assert re.search(rf'^{name}{{[^}}]*{label}="', text, re.M), f"{name} has no {label} label"
