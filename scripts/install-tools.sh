@@ -42,24 +42,6 @@ install_helm() {
   log "installed $("$BIN/helm" version --short) to $BIN/helm"
 }
 
-install_promtool() {
-  if [[ -x "$BIN/promtool" ]] && "$BIN/promtool" --version >/dev/null 2>&1; then
-    log "promtool already in $BIN"; return 0
-  fi
-  if ! command -v promtool >/dev/null; then
-    command -v apt-get >/dev/null || { log "apt-get not found: cannot install promtool"; return 1; }
-    local sudo=""
-    [[ "$(id -u)" -eq 0 ]] || sudo="sudo -n"
-    log "apt-get install prometheus (for promtool)"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq >/dev/null
-    # --no-install-recommends keeps it small; policy-rc.d stops the service from starting.
-    $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  fi
-  ln -sf "$(command -v promtool)" "$BIN/promtool"
-  log "promtool: $("$BIN/promtool" --version 2>&1 | head -1)"
-}
-
 apt_install() {  # apt_install <command> <package>: only when the command is missing
   command -v "$1" >/dev/null && return 0
   command -v apt-get >/dev/null || { log "apt-get not found: cannot install $2 (for $1)"; return 1; }
@@ -69,6 +51,15 @@ apt_install() {  # apt_install <command> <package>: only when the command is mis
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >/dev/null
   $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+install_promtool() {
+  if [[ -x "$BIN/promtool" ]] && "$BIN/promtool" --version >/dev/null 2>&1; then
+    log "promtool already in $BIN"; return 0
+  fi
+  apt_install promtool prometheus
+  ln -sf "$(command -v promtool)" "$BIN/promtool"
+  log "promtool: $("$BIN/promtool" --version 2>&1 | head -1)"
 }
 
 install_helm
