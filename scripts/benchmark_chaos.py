@@ -227,7 +227,9 @@ def analyse(recs: list[dict], seconds: float) -> dict:
     cuts = [0.0, 0.25 * seconds, 0.5 * seconds, 0.75 * seconds, float("inf")]
     phases = {name: phase_stats([r for r in recs if cuts[i] <= r["t"] < cuts[i + 1]])
               for i, name in enumerate(PHASES)}
-    rec = recovery(recs, cuts[2], cuts[3])
+    # Up to the second before the predictor is killed: requests in flight at the kill are the next
+    # phase's fault (the predictor_down check skips its first second the same way).
+    rec = recovery(recs, cuts[2], cuts[3] - 1.0)
     pred = [r for r in recs if r["t"] >= cuts[3] + 1.0 and r["kind"] in ("known", "session") and r["status"] == 200]
     flagged = sum(1 for r in pred if "predictor_down" in r.get("fallback", ""))
     checks = {
