@@ -84,14 +84,18 @@ def replay_user(port: int, events: pd.DataFrame) -> tuple[list[str], float | Non
     return ids, None
 
 
-def evaluate(model_dir: Path, states: list, labels: dict[int, set[int]]) -> dict:
+def evaluate(model_dir: Path, states: list, labels: dict[int, set[int]]) -> tuple[dict, dict]:
+    """The model's metrics on ``labels`` with 95% bootstrap intervals, and the per-user values."""
     from recsys.artifacts.bundle import load_bundle
+    from recsys.evaluation.bootstrap import metric_intervals, per_user_metrics
     from recsys.evaluation.metrics import evaluate_lists
 
     b = load_bundle(model_dir)
     lists = {s.user_id: r.item_ids.tolist() for s, r in zip(states, b.recommender.recommend(states, k=100))}
     m = evaluate_lists(lists, labels, len(b.catalog), b.catalog.genre_sets)
-    return {k: m[k] for k in ("ndcg@10", "hr@10", "recall@10", "mrr", "users")}
+    per_user = per_user_metrics(lists, labels)
+    return {**{k: m[k] for k in ("ndcg@10", "hr@10", "recall@10", "mrr", "users")},
+            **metric_intervals(per_user)}, per_user
 
 
 def serve(model_dir: Path, env: dict, work: Path, trending: str) -> tuple[list[subprocess.Popen], int]:
@@ -217,14 +221,21 @@ def compare(m0: Path, m1: Path, users: list[int], live: dict, base: pd.DataFrame
     labels = {u: (set(g) - seen.get(u, set())) & catalog for u, g in b_events.groupby("user_id")["item_id"]
               if u in set(users)}
     labels = {u: v for u, v in labels.items() if v}
+    from recsys.evaluation.bootstrap import paired_difference_ci
+
     s0, s1 = b0.user_states(), b1.user_states()
     ids = sorted(labels)
-    models = {"m0_static": evaluate(m0, [s0[u] for u in ids], labels),
-              "m0_online_features": evaluate(m0, [state_cls.from_row(live[u]) if live.get(u) else s0[u] for u in ids],
-                                             labels),
-              "m1_retrained": evaluate(m1, [s1[u] for u in ids], labels)}
-    return {"models": models, "users_evaluated": len(ids),
-            "retrained_beats_static": models["m1_retrained"]["ndcg@10"] > models["m0_static"]["ndcg@10"]}
+    runs = {"m0_static": evaluate(m0, [s0[u] for u in ids], labels),
+            "m0_online_features": evaluate(m0, [state_cls.from_row(live[u]) if live.get(u) else s0[u] for u in ids],
+                                           labels),
+            "m1_retrained": evaluate(m1, [s1[u] for u in ids], labels)}
+    models = {name: metrics for name, (metrics, _) in runs.items()}
+    static = runs["m0_static"][1]["ndcg@10"]
+    versus = {name: {"ndcg@10_diff": d.mean, "ndcg@10_diff_ci95": d.as_list()}
+              for name in ("m0_online_features", "m1_retrained")
+              for d in [paired_difference_ci(runs[name][1]["ndcg@10"], static)]}
+    return {"models": models, "users_evaluated": len(ids), "versus_static": versus,
+            "retrained_beats_static": versus["m1_retrained"]["ndcg@10_diff_ci95"][0] > 0}
 
 
 def write_markdown(rep: dict, path: Path) -> None:
@@ -238,9 +249,18 @@ def write_markdown(rep: dict, path: Path) -> None:
              f"answers changed for {o['users_changed']} users, "
              f"seconds from a user's last event to a changed answer: {o['seconds_to_changed_answer']}.", "",
              f"Slice B, {rep['users_evaluated']} users, items new to them:", "",
-             "| model | NDCG@10 | HR@10 | recall@10 | MRR |", "|---|---|---|---|---|"]
+             "| model | NDCG@10 [95% CI] | HR@10 | recall@10 | MRR | NDCG@10 - m0_static [95% CI] |",
+             "|---|---|---|---|---|---|"]
     for name, m in rep["models"].items():
-        lines.append(f"| {name} | {m['ndcg@10']:.4f} | {m['hr@10']:.4f} | {m['recall@10']:.4f} | {m['mrr']:.4f} |")
+        lo, hi = m["ndcg@10_ci95"]
+        vs = rep["versus_static"].get(name)
+        diff = f"{vs['ndcg@10_diff']:+.4f} [{vs['ndcg@10_diff_ci95'][0]:+.4f}, {vs['ndcg@10_diff_ci95'][1]:+.4f}]" \
+            if vs else ""
+        lines.append(f"| {name} | {m['ndcg@10']:.4f} [{lo:.4f}, {hi:.4f}] | {m['hr@10']:.4f} | {m['recall@10']:.4f} "
+                     f"| {m['mrr']:.4f} | {diff} |")
+    lines += ["", "The retrained model beats the one that never saw the events when the lower bound of its "
+              "paired interval (users resampled, 1,000 times) is above 0: "
+              f"{'yes' if rep['retrained_beats_static'] else 'no'}."]
     lines += ["", f"Seconds: {', '.join(f'{k} {v:.0f}' for k, v in rep['timings_s'].items())}."]
     path.write_text("\n".join(lines) + "\n")
 

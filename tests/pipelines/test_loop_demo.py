@@ -30,5 +30,7 @@ def test_loop_demo_closes_the_loop(tmp_path):
     assert online["users_changed"] == "30/30"
     m = rep["models"]
     assert m["m1_retrained"]["ndcg@10"] > m["m0_static"]["ndcg@10"]
+    assert rep["retrained_beats_static"] is (rep["versus_static"]["m1_retrained"]["ndcg@10_diff_ci95"][0] > 0)
+    assert m["m1_retrained"]["ndcg@10_ci95"][0] <= m["m1_retrained"]["ndcg@10"] <= m["m1_retrained"]["ndcg@10_ci95"][1]
     assert m["m0_online_features"]["ndcg@10"] > m["m0_static"]["ndcg@10"]
     assert "| m1_retrained |" in (tmp_path / "loop.md").read_text()
