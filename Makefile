@@ -40,7 +40,7 @@ test: install lint deploy-smoke ## Lint, the rendered deployment started as depl
 test-fast: install ## The core library's hermetic tests only
 	$(PY) -m pytest tests/unit -m "not integration and not slow"
 
-benchmark-quality: install ## Offline quality benchmark on DATA_DIR (both protocols) -> reports/quality-*.json, reports/quality.md
+benchmark-quality: install ## Offline quality benchmark on DATA_DIR (three protocols, SASRec, ablations) -> reports/quality-*.json, reports/quality.md
 	$(PY) -m recsys.evaluation.benchmark --data-dir "$(DATA_DIR)" --out $(REPORTS_DIR)
 
 clean: ## Remove caches and local run outputs (keeps .venv)

@@ -73,10 +73,9 @@ class Settings(BaseSettings):
     sasrec_dim: int = Field(64, ge=8, le=1024, description="Hidden size (item and position embeddings)")
     sasrec_heads: int = Field(1, ge=1, description="Attention heads (must divide SASREC_DIM)")
     sasrec_dropout: float = Field(0.2, ge=0, lt=1)
-    # Chosen on ML-1M-half level-2 validation only (scripts/tune_sasrec.py -> reports/sasrec-tuning.json):
-    # max_len 50 comes close to 200 at a third of the epoch cost, lr 3e-3 beats 1e-3. The epoch cap lets
-    # early stopping end the fit (scripts/sasrec_budget.py -> reports/sasrec-budget-*.json: with a cap of 40
-    # the best level-2 epoch was 22), instead of a cap that stops a still-improving model.
+    # Chosen on level-2 validation only (scripts/tune_sasrec.py -> reports/sasrec-tuning*.json; the
+    # choice and its reasons: README, "Offline quality"). The epoch cap is there to let early stopping
+    # end the fit, never to stop a still-improving model (scripts/sasrec_budget.py checks it).
     sasrec_max_len: int = Field(50, ge=2, le=1000, description="Latest items of a history the model reads")
     sasrec_learning_rate: float = Field(3e-3, gt=0)
     sasrec_batch_size: int = Field(64, ge=1, description="Users (sequences) per batch")

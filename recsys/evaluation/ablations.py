@@ -10,8 +10,8 @@ Each ablation is one run of the same code with one thing changed, on the same le
 * the candidate funnel at every stage is the report's ``funnel`` (two-tower recall@K, the
   merged candidates' recall, the ranked top-10's recall@10).
 
-Ablations that need retraining (without the co-occurrence channel, history length 10/200) are
-not run here: they cost a full training each (see README, "Quality").
+The ablations that retrain (without the co-occurrence channel, history length 10/200) are in
+:mod:`recsys.evaluation.retrained`.
 """
 
 from __future__ import annotations

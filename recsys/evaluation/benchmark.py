@@ -28,6 +28,7 @@ from recsys.data.splits import PROTOCOLS
 from recsys.evaluation.ablations import ablations, add_sasrec, versus_best_baseline
 from recsys.evaluation.harness import evaluate_models
 from recsys.evaluation.report import plot_ndcg, write_markdown
+from recsys.evaluation.retrained import retrained_ablations
 from recsys.training.run import settings_record, train_models
 
 log = logging.getLogger("recsys.evaluation.benchmark")
@@ -35,8 +36,9 @@ ORDER = ("popularity", "ease", "ials", "sasrec", "cooc", "two_tower", PRIMARY_MO
 
 
 def run_protocol(data: InteractionData, protocol: str, settings: Settings, progress: bool = True,
-                 mmr: bool = True) -> dict:
-    """Train and evaluate every model on ``protocol``; the report of that protocol."""
+                 mmr: bool = True, retrain: bool = False) -> dict:
+    """Train and evaluate every model on ``protocol``; the report of that protocol. ``retrain`` adds
+    the ablations that retrain (:mod:`recsys.evaluation.retrained`)."""
     t0 = time.perf_counter()
     tm = train_models(data, protocol, settings, progress=progress)
     log.info("%s: models trained in %.0f s; evaluating", protocol, time.perf_counter() - t0)
@@ -46,6 +48,10 @@ def run_protocol(data: InteractionData, protocol: str, settings: Settings, progr
     versus = versus_best_baseline(ev, settings.seed)
     log.info("%s: ablations", protocol)
     extra = ablations(tm, ev, settings.seed, mmr=mmr)
+    if retrain:
+        t = time.perf_counter()
+        extra.update(retrained_ablations(data, tm, ev, settings, progress=progress))
+        ev.seconds["ablations_retrained"] = time.perf_counter() - t
     models, funnel = ev.models, ev.funnel
     lv = tm.level0
     seconds = {**tm.seconds, **ev.seconds, "total": time.perf_counter() - t0}
@@ -85,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="reports", help="report directory")
     p.add_argument("--protocols", default=",".join(PROTOCOLS), help=f"comma-separated, of {', '.join(PROTOCOLS)}")
     p.add_argument("--no-mmr", action="store_true", help="skip the MMR lambda sweep (4 extra ranking passes)")
+    p.add_argument("--retrain-ablations", default=PROTOCOLS[0],
+                   help="comma-separated protocols that also get the ablations that retrain (without the "
+                        "co-occurrence channel; history length 10/200): a training each; 'none' for none "
+                        "(default: %(default)s)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
-    for proto in protocols:
+    retrain = [] if args.retrain_ablations == "none" else [x.strip() for x in args.retrain_ablations.split(",")
+                                                           if x.strip()]
+    for proto in protocols + retrain:
         if proto not in PROTOCOLS:
             print(f"error: unknown protocol {proto!r}; choose from {PROTOCOLS}", file=sys.stderr)
             return 2
@@ -108,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for i, proto in enumerate(protocols, start=1):
         log.info("protocol %d/%d: %s (%.0f s so far)", i, len(protocols), proto, time.perf_counter() - t0)
-        r = run_protocol(data, proto, settings, progress=not args.no_progress, mmr=not args.no_mmr)
+        r = run_protocol(data, proto, settings, progress=not args.no_progress, mmr=not args.no_mmr,
+                         retrain=proto in retrain)
         r["settings"] = settings_record(settings)
         r["plot"] = str(out / f"quality-{proto}-ndcg.png")
         plot_ndcg(r, Path(r["plot"]))

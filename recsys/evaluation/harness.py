@@ -147,5 +147,6 @@ def evaluate_models(level: Level, rec: TwoStageRecommender, index_stats: IndexSt
             final[s.user_id] = r.item_ids.tolist()
     score(PRIMARY_MODEL, final, t)
     result.funnel = {**channel_funnel,
-                     f"ann_recall@{settings.top_k_candidates}_vs_exact": index_stats.recall_at_k_vs_exact, **funnel}
+                     f"ann_recall@{settings.top_k_candidates}_vs_exact": index_stats.recall_at_k_vs_exact, **funnel,
+                     "ranked_top10_recall@10": result.models[PRIMARY_MODEL]["recall@10"]}
     return result

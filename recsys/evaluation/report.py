@@ -70,6 +70,26 @@ def extras(report: dict) -> list[str]:
             out.append(f"| {bucket} | {row['users']} | " + " | ".join(cells) + " |")
     if "no_ranker" in ab:
         out.append(f"\nWithout the ranker (two-tower alone): NDCG@10 {ab['no_ranker']['ndcg@10']:.4f}.")
+    return out + retrained_lines(ab)
+
+
+def retrained_lines(ab: dict) -> list[str]:
+    """The ablations that retrain (recsys.evaluation.retrained), one table row each."""
+    rows = [(k, ab[k]) for k in ab if k == "no_cooc" or k.startswith("history_len_")]
+    if not rows:
+        return []
+    out = ["", f"| retrained with one change | {PRIMARY_MODEL} NDCG@10 [95% CI] | minus the main run [95% CI] | "
+               "two-tower alone NDCG@10 | merged candidates recall | seconds |", "|---|---|---|---|---|---|"]
+    for key, r in rows:
+        lo, hi = r["ndcg@10_ci95"]
+        if r.get("main_run"):
+            diff, secs = "(the main run)", "-"
+        else:
+            dlo, dhi = r["ndcg@10_diff_ci95"]
+            diff, secs = f"{r['ndcg@10_diff_vs_main']:+.4f} [{dlo:+.4f}, {dhi:+.4f}]", f"{r['seconds']:.0f}"
+        label = "without the co-occurrence channel" if key == "no_cooc" else key.replace("_", " ")
+        out.append(f"| {label} | {r['ndcg@10']:.4f} [{lo:.4f}, {hi:.4f}] | {diff} | {r['two_tower_ndcg@10']:.4f} | "
+                   f"{r['merged_candidates_recall']:.4f} | {secs} |")
     return out
 
 

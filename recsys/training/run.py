@@ -20,7 +20,7 @@ from recsys.models.index import IndexStats
 from recsys.models.ranker import Ranker
 from recsys.models.recommender import TwoStageRecommender
 from recsys.training.levels import Level, Levels, prepare_levels, serving_user_table
-from recsys.training.stages import build_retrieval, train_ranker, train_towers
+from recsys.training.stages import TowerFit, build_retrieval, train_ranker, train_towers
 
 if TYPE_CHECKING:
     from recsys.config import Settings
@@ -43,6 +43,7 @@ class TrainedModels:
     serving_users: pd.DataFrame  # the rows served and materialized (recsys.training.levels.serving_user_table)
     seconds: dict[str, float] = field(default_factory=dict)
     levels: Levels | None = None  # all three levels (the benchmark fits its sequential baseline on them)
+    towers: TowerFit | None = None  # levels 2 and 0's towers (the benchmark's ablations reuse them)
 
     @property
     def ranker(self) -> Ranker:
@@ -51,16 +52,21 @@ class TrainedModels:
         return self.recommender.ranker
 
 
-def train_models(data: InteractionData, protocol: str, settings: Settings, progress: bool = True) -> TrainedModels:
-    """Fit two-tower, index, channels and ranker for ``protocol``; return the level-0 models."""
+def train_models(data: InteractionData, protocol: str, settings: Settings, progress: bool = True,
+                 towers: TowerFit | None = None) -> TrainedModels:
+    """Fit two-tower, index, channels and ranker for ``protocol``; return the level-0 models.
+
+    ``towers`` (from an earlier run with the same protocol and tower settings) skips the towers'
+    training: the benchmark's ablations that change only what comes after them."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     levels = prepare_levels(data, protocol, settings.history_len)
     serving = serving_user_table(data, protocol, settings.history_len)
     seconds["split_and_features"] = time.perf_counter() - t
-    towers = train_towers(levels.level2, levels.level0, settings, progress)
-    seconds["train_two_tower_validation"] = towers.history["seconds_validation"]
-    seconds["train_two_tower"] = towers.history["seconds_final"]
+    if towers is None:
+        towers = train_towers(levels.level2, levels.level0, settings, progress)
+        seconds["train_two_tower_validation"] = towers.history["seconds_validation"]
+        seconds["train_two_tower"] = towers.history["seconds_final"]
     t = time.perf_counter()
     rec2, _ = build_retrieval(levels.level2, towers.level2, settings)
     rec0, stats = build_retrieval(levels.level0, towers.level0, settings)
@@ -69,7 +75,7 @@ def train_models(data: InteractionData, protocol: str, settings: Settings, progr
     seconds.update(ranked.seconds)
     rec0.ranker = ranked.ranker
     return TrainedModels(protocol, levels.level0, rec0, stats, towers.history, ranked.funnel, ranked.train.x, serving,
-                         seconds, levels)
+                         seconds, levels, towers)
 
 
 def settings_record(settings: Settings) -> dict[str, Any]:
