@@ -3,7 +3,8 @@ source and what retraining reads.
 
 ``<archive>/date=YYYY-MM-DD/part-<ms>-<id>.parquet`` (UTC date of the event's timestamp), one
 file per consumer batch and day, columns :data:`recsys.online.events.EVENT_COLUMNS`. Delivery is
-at least once, so a batch written just before its acknowledgement failed may be written again:
+at least once: the consumer does not archive its own redeliveries again, but a consumer killed
+between writing a batch and acknowledging it leaves the batch to be written a second time, so
 every reader goes through :func:`read_archive`, which keeps one row per ``event_id``.
 """
 

@@ -11,8 +11,11 @@ Reads the event log as a consumer group member (at-least-once delivery) and, per
    which the predictor's ranker reads;
 4. acknowledges the batch.
 
-A crash between 1 and 4 delivers the batch again: the archive's readers keep one row per
-event_id and the claim stops a second application. A failed row write releases the batch's
+A failure between 1 and 4 (the log down at the acknowledgement, a store write failing) delivers
+the batch again. The consumer remembers what it archived and counted but could not acknowledge
+yet, so its own redeliveries are neither archived nor counted twice; only a consumer killed in
+between leaves a second archive row, which the archive's readers drop (one row per event_id).
+The claim stops a second application in every case. A failed row write releases the batch's
 claims (the log down too: before the next batch is claimed), so the redelivered batch applies
 it; only a consumer killed between a claim and its row write or release leaves an event
 archived but not applied online. Metrics on ``--metrics-port``: consumer lag, events by type,
@@ -66,6 +69,10 @@ class Consumer:
         self.trending = SlidingCounts()
         self._trend_items: set[int] = set()
         self._unreleased: list[Event] = []  # claims of unapplied events the log did not take back yet
+        # event_ids archived / counted in trending whose batch is not acknowledged yet: a redelivery
+        # of them (this consumer's pending entries) is not archived or counted again
+        self._archived: set[str] = set()
+        self._counted: set[str] = set()
 
     def warm_trending(self, now: int | None = None) -> None:
         """Rebuild the last hour's counts from the archive (a restarted consumer starts informed)."""
@@ -118,8 +125,9 @@ class Consumer:
 
     def _update_trending(self, events: list[Event], now: int) -> int:
         for e in events:
-            if e.event_type not in ("skip", "impression"):
+            if e.event_type not in ("skip", "impression") and e.event_id not in self._counted:
                 self.trending.add(e.item_id, e.timestamp)
+        self._counted.update(e.event_id for e in events)
         counts = self.trending.counts(now)
         touched = set(counts) | self._trend_items  # items whose counts fell to 0 are written too
         self._trend_items = set(counts)
@@ -137,10 +145,14 @@ class Consumer:
             LAG.set(self.log.lag())
             return 0
         events = [e for _, e in entries]
-        write_batch(events, self.archive_dir)
+        write_batch([e for e in events if e.event_id not in self._archived], self.archive_dir)
+        self._archived.update(e.event_id for e in events)
         self._apply(events)
         self._update_trending(events, now)
         self.log.ack([i for i, _ in entries])
+        done = {e.event_id for e in events}
+        self._archived -= done
+        self._counted -= done
         for e in events:
             EVENTS.labels(e.event_type).inc()
         BATCHES.inc()

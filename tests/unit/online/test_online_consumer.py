@@ -165,3 +165,35 @@ def test_claims_the_log_could_not_release_are_released_before_the_next_batch(sto
     assert consumer.run_once(block_ms=100) == 1 and log.lag() == 0
     after = get_user_features(store, [known])[known]
     assert after["recent_items"][-1] == item and after["n_ratings"] == before["n_ratings"] + 1
+
+
+def test_a_batch_whose_acknowledgement_failed_is_not_archived_or_counted_again(store, bundle_dir, local_state):
+    """The log goes down between the archive write and the acknowledgement: the batch comes back
+    as this consumer's pending entries, and is applied, archived and counted in trending once."""
+    from recsys.online.archive import raw_rows
+    from recsys.online.trending_store import TrendingReader
+
+    class AckFailsOnce(SqliteEventLog):
+        failed = False
+
+        def ack(self, ids):
+            if not self.failed:
+                self.failed = True
+                raise ConnectionError("log unreachable")
+            super().ack(ids)
+
+    known = int(pd.read_parquet(bundle_dir / "users.parquet")["user_id"].iloc[4])
+    item = int(pd.read_parquet(bundle_dir / "items.parquet")["item_id"].iloc[7])
+    log = AckFailsOnce(local_state / "events" / "log.db")
+    now = int(time.time())
+    for i in range(3):
+        log.append(Event(event_id=f"a{i}", user_id=known, item_id=item, event_type="click", timestamp=now - 9 + i))
+    consumer = Consumer(log, store, local_state / "archive", history_len=20)
+    with pytest.raises(ConnectionError):
+        consumer.run_once(block_ms=100)
+    assert log.lag() == 3  # nothing acknowledged: delivered again
+    assert consumer.run_once(block_ms=100) == 3 and log.lag() == 0
+    assert raw_rows(local_state / "archive") == 3  # one row each, not two
+    assert read_archive(local_state / "archive")["event_id"].tolist() == ["a0", "a1", "a2"]
+    assert TrendingReader(store, [item]).read()[0].tolist() == [3, 3]  # counted once
+    assert not consumer._archived and not consumer._counted  # forgotten once acknowledged
