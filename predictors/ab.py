@@ -66,9 +66,9 @@ class ArmRouter:
         return result_from_response(resp)
 
     async def predict(self, sub: RecRequest, variants: list[str], to_request: Callable[[RecRequest], InferRequest],
-                      model_name: str) -> tuple[list[Answer | None], dict, list[str]]:
+                      model_name: str) -> tuple[list[Answer | None], dict, list[tuple[str, str]]]:
         """Answers for ``sub``'s users (None where the arm failed), merged parameters and the
-        degradation reasons."""
+        degradation reasons, each with its arm."""
         by_arm: dict[str, list[int]] = {}
         for pos, arm in enumerate(variants):
             by_arm.setdefault(arm, []).append(pos)
@@ -84,10 +84,10 @@ class ArmRouter:
                                        return_exceptions=True)
         answers: list[Answer | None] = [None] * len(variants)
         params: dict[str, Any] = {"n_candidates": 0}
-        reasons: list[str] = []
+        reasons: list[tuple[str, str]] = []
         for arm, res in zip(arms, results):
             if isinstance(res, DependencyDown):
-                reasons.append("predictor_timeout" if res.cause == "timeout" else "predictor_down")
+                reasons.append((arm, "predictor_timeout" if res.cause == "timeout" else "predictor_down"))
                 continue
             if isinstance(res, BaseException):
                 raise res
@@ -95,7 +95,7 @@ class ArmRouter:
                 answers[pos] = (res.item_ids[i], res.scores[i], res.retrieval_scores[i])
             params["n_candidates"] = max(params["n_candidates"], int(res.params.get("n_candidates", 0)))
             if res.params.get("fallback"):
-                reasons.append(str(res.params["fallback"]))
+                reasons.append((arm, str(res.params["fallback"])))
         return answers, params, reasons
 
     async def answer(self, ctx: RequestContext, sub: RecRequest, to_request: Callable[[RecRequest], InferRequest],
@@ -104,8 +104,9 @@ class ArmRouter:
         assert ctx.variants is not None
         answers, params, reasons = await self.predict(sub, [ctx.variants[j] for j in ctx.todo], to_request,
                                                       model_name)
-        for reason in reasons:
+        for arm, reason in reasons:
             ctx.degrade(reason)
+            ctx.arm_reasons.setdefault(arm, set()).add(reason)
         ok = [i for i, a in enumerate(answers) if a is not None]
         ctx.popular.update(ctx.todo[i] for i, a in enumerate(answers) if a is None)
         ctx.todo = [ctx.todo[i] for i in ok]
@@ -118,9 +119,14 @@ class ArmRouter:
         if ctx.variants is None:
             return {}
         exp = self.experiment.id
+        # a user's answer is a fallback when it is popularity, its arm's predictor answer was
+        # degraded, or the whole request was (the cache, the feature store); not when only
+        # another arm of the same request failed
+        from_arms = set().union(*ctx.arm_reasons.values())
+        whole_request = any(r not in from_arms for r in ctx.reasons)
         for j, arm in enumerate(ctx.variants):
             m.AB_ANSWERS.labels(exp, arm, "requests").inc()
-            if j in ctx.popular or ctx.reasons:
+            if j in ctx.popular or arm in ctx.arm_reasons or whole_request:
                 m.AB_ANSWERS.labels(exp, arm, "fallbacks").inc()
         for arm in set(ctx.variants):
             m.AB_LATENCY.labels(exp, arm).observe(total_ms / 1e3)

@@ -26,6 +26,7 @@ class RequestContext:
     cache_hit: bool = False
     cache_used: bool = False
     variants: list[str] | None = None  # the experiment arm of each user (None: no experiment)
+    arm_reasons: dict[str, set[str]] = field(default_factory=dict)  # degradations of one arm's predictor answer
 
     def degrade(self, reason: str) -> None:
         if reason not in self.reasons:

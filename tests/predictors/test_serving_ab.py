@@ -12,7 +12,7 @@ import sys
 import httpx
 import pytest
 
-from servingkit import REPO, outputs, start_transformer, v2
+from servingkit import REPO, free_port, outputs, start_transformer, v2
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +123,45 @@ def test_an_event_for_a_variant_the_experiment_lacks_is_refused(ab_transformer, 
     metrics = httpx.get(f"{ab_transformer.url}/metrics", timeout=10).text
     series = 'recommender_ab_events_total{event_type="impression",experiment="exp-test",variant="treatment"} 1.0'
     assert series in metrics
+
+
+def _series(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not on /metrics")
+
+
+def test_a_dead_arm_counts_fallbacks_for_its_own_users_only(stack, registry, tmp_path):
+    """The treatment's predictor is unreachable: its users get popularity flagged predictor_down,
+    the control's users in the same request are ranked, and only the treatment's per-arm fallback
+    counter moves."""
+    from recsys.artifacts.bundle import load_bundle
+    from recsys.online.experiment import parse_experiment
+
+    dead = json.loads(experiment(stack))
+    dead["id"] = "exp-dead"
+    dead["arms"][1]["predictor_host"] = f"127.0.0.1:{free_port()}"
+    t = start_transformer(stack.bundle, tmp_path, "transformer-ab-dead", f"127.0.0.1:{stack.predictor.http_port}",
+                          ["--feature_source", "bundle"], MLFLOW_TRACKING_URI=registry,
+                          AB_EXPERIMENT=json.dumps(dead)).wait_ready()
+    try:
+        exp = parse_experiment(json.dumps(dead))
+        users = sorted(load_bundle(stack.bundle).user_states())[:40]
+        control = [u for u in users if exp.assign(u).name == "control"][:3]
+        treatment = [u for u in users if exp.assign(u).name == "treatment"][:2]
+        assert control and treatment
+        r = httpx.post(f"{t.url}/v2/models/recommender/infer", json=v2(control + treatment, k=5, use_cache=False),
+                       timeout=30).json()
+        assert "predictor_down" in r["parameters"]["fallback"], r["parameters"]
+        m = httpx.get(f"{t.url}/metrics", timeout=10).text
+        key = 'recommender_ab_answers_total{{experiment="exp-dead",kind="{}",variant="{}"}}'
+        assert _series(m, key.format("requests", "control")) == len(control)
+        assert _series(m, key.format("requests", "treatment")) == len(treatment)
+        assert _series(m, key.format("fallbacks", "control")) == 0
+        assert _series(m, key.format("fallbacks", "treatment")) == len(treatment)
+    finally:
+        t.stop()
 
 
 @pytest.mark.parametrize(("model_b", "share_b", "message"), [
