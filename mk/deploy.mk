@@ -29,7 +29,7 @@ deploy: tools ## helm upgrade --install on the current kubectl context (STORAGE_
 	  echo "  Point KUBECONFIG / the current context at a cluster with KServe installed; 'make render' works offline." >&2; \
 	  exit 2; fi
 	@test -n "$(STORAGE_URI)" || { echo "make deploy: set STORAGE_URI to the champion's artifact URI (docs/deploy.md)" >&2; exit 2; }
-	# Fetches bitnami/redis and kube-prometheus-stack (declared in Chart.yaml; needs their repositories).
+	# Packages the bundled Redis chart (helm/redis) and fetches kube-prometheus-stack (declared in Chart.yaml).
 	$(HELM) dependency build helm/recommender
 	$(HELM) upgrade --install $(RELEASE) helm/recommender --namespace $(NAMESPACE) --create-namespace \
 	  --set model.storageUri=$(STORAGE_URI) \

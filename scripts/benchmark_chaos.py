@@ -61,16 +61,11 @@ class RedisProcess:
             self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                           *durability, "--dir", str(self.work)], stdout=fh, stderr=subprocess.STDOUT)
         end = time.monotonic() + 10
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                text = log.read_text(errors="replace")
-                last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "no output")
-                if "address already in use" in text.lower():
-                    hint = f"port {self.port} in use; free it, or rerun (a new free port is picked)"
-                else:
-                    hint = f"see {log}"
-                raise SetupError(f"redis-server could not start on 127.0.0.1:{self.port} (exit "
-                                 f"{self.proc.returncode}: {last[:200]}); {hint}")
+        while True:
+            if self.proc.poll() is not None:  # checked once more after the deadline: a ping can outlast it
+                raise self._exit_error(log)
+            if time.monotonic() >= end:
+                break
             try:
                 client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
                 if int(client.info("server")["process_id"]) == self.proc.pid:
@@ -81,6 +76,17 @@ class RedisProcess:
         self.kill()
         raise SetupError(f"redis-server on 127.0.0.1:{self.port} did not answer in 10 s (or another server holds "
                          f"the port); free the port, or rerun (see {log})")
+
+    def _exit_error(self, log: Path) -> SetupError:
+        assert self.proc is not None
+        text = log.read_text(errors="replace")
+        last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "no output")
+        if "address already in use" in text.lower():
+            hint = f"port {self.port} in use; free it, or rerun (a new free port is picked)"
+        else:
+            hint = f"see {log}"
+        return SetupError(f"redis-server could not start on 127.0.0.1:{self.port} (exit "
+                          f"{self.proc.returncode}: {last[:200]}); {hint}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -84,10 +84,15 @@ def stage_chart(chart: Path, dest: Path) -> Path:
 
 
 def values_sets(chart: Path) -> list[tuple[str, Path | None]]:
-    """("default", None) plus one entry per ci/*-values.yaml."""
+    """("default", None) plus one entry per ci/*-values.yaml; a name used twice (a
+    ci/default-values.yaml would overwrite the chart's own defaults' rendering) is an error."""
     sets: list[tuple[str, Path | None]] = [("default", None)]
     for f in sorted((chart / "ci").glob("*-values.yaml")):
-        sets.append((f.name.removesuffix("-values.yaml"), f))
+        name = f.name.removesuffix("-values.yaml")
+        if any(name == n for n, _ in sets):
+            raise ValueError(f"{f}: value set {name!r} is rendered already (the chart's defaults are 'default'); "
+                             "rename the file")
+        sets.append((name, f))
     return sets
 
 

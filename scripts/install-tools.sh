@@ -7,6 +7,7 @@
 #            what `make deploy-smoke` runs on the rendered rules
 #   bwrap    Debian package `bubblewrap` (apt), only when missing: `make deploy-smoke` starts the
 #            rendered containers under it (uid, read-only root, the pod's volumes)
+#   setpriv, ip, redis-server, curl  Debian packages, only when missing (the rest of deploy-smoke)
 # Only package registries are used (npm, Debian). Exit code 0 when every tool is usable.
 set -euo pipefail
 
@@ -67,6 +68,8 @@ install_promtool
 apt_install bwrap bubblewrap
 apt_install setpriv util-linux
 apt_install ip iproute2
+apt_install redis-server redis-server  # deploy-smoke's Redis pod and the fault tests' private Redis
+apt_install curl curl  # deploy-smoke's helm test pod
 "$BIN/helm" version --short >/dev/null
 "$BIN/promtool" --version >/dev/null 2>&1
 log "tools ready in $BIN"

@@ -322,3 +322,13 @@ def test_in_process_inference_service(rendered):
     assert [p["name"] for p in svc["spec"]["ports"]] == ["http-metrics"]
     (pod,) = by_kind(docs, "Pod")
     assert "-predictor." in pod["spec"]["containers"][0]["args"][-1]
+
+
+def test_each_values_set_is_rendered_once_under_its_own_name(tmp_path):
+    """`default` is the chart's own values: a ci/default-values.yaml rendered over it is refused."""
+    names = [n for n, _ in deploytool.values_sets(REPO / "helm" / "recommender")]
+    assert names[0] == "default" and len(names) == len(set(names))
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "default-values.yaml").write_text("replicas: 2\n")
+    with pytest.raises(ValueError, match="rendered already"):
+        deploytool.values_sets(tmp_path)
