@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     ials_alpha: float = Field(2.0, gt=0)
 
     # --- SASRec baseline (recsys.models.sasrec; seed = SEED, threads = TORCH_THREADS) -----
-    sasrec_layers: int = Field(2, ge=1, description="Causal Transformer blocks")
-    sasrec_dim: int = Field(64, ge=8, le=1024, description="Hidden size (item and position embeddings)")
+    sasrec_layers: int = Field(3, ge=1, description="Causal Transformer blocks")
+    sasrec_dim: int = Field(128, ge=8, le=1024, description="Hidden size (item and position embeddings)")
     sasrec_heads: int = Field(1, ge=1, description="Attention heads (must divide SASREC_DIM)")
     sasrec_dropout: float = Field(0.2, ge=0, lt=1)
     # Chosen on level-2 validation only (scripts/tune_sasrec.py -> reports/sasrec-tuning*.json; the
