@@ -18,7 +18,7 @@ from kserve.inference_client import RESTConfig
 from kserve.protocol.infer_type import InferRequest
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 from predictors.context import RequestContext
 from predictors.protocol import RecRequest, RecResult, result_from_response
 from predictors.resilience import CircuitBreaker, Dependency, DependencyDown

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 from predictors.protocol import RecRequest, RecResult
 
 

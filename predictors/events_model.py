@@ -21,7 +21,7 @@ from kserve import Model
 from kserve.errors import InvalidInput, ServerNotReady
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 from predictors.protocol import EVENT_INPUTS, EVENT_OUTPUTS, Limits
 from predictors.resilience import CircuitBreaker, Dependency, DependencyDown
 from predictors.spool import EventSpool, SpoolDrainer, SpoolFull

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 from recsys.features.users import UserState
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ def main() -> None:
     import torch
     from kserve import ModelServer
 
-    from predictors import metrics as m
+    from predictors import server_metrics as m
     from predictors.predictor_model import InfoModel, RecommenderPredictor
     from predictors.protocol import Limits
     from predictors.server import (

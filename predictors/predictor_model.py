@@ -12,7 +12,7 @@ from kserve import Model
 from kserve.errors import InvalidInput, ModelMissingError
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 from predictors.engine import Engine
 from predictors.protocol import (
     FEATURES_INPUT,

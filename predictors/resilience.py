@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 
 if TYPE_CHECKING:
     from recsys.config import Settings

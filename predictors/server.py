@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 
 
 def describe_validation_error(exc: RequestValidationError) -> str:

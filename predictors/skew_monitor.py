@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 from recsys.features.distribution import kl_divergence, skew_values
 
 SKEW_WINDOW = 2000  # rows compared: the most recent served users

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def features_factory(args: argparse.Namespace, model_dir: str | None) -> Callable[[], Any]:
     """Builds the online-feature source at load time (Feast, or the bundle's user table)."""
-    from predictors.features import BundleFeatures, FeastFeatures
+    from predictors.user_features import BundleFeatures, FeastFeatures
     from recsys.artifacts.bundle import read_manifest
     from recsys.config import get_settings
 
@@ -66,7 +66,7 @@ def main() -> None:
     from kserve import ModelServer
     from kserve.predictor_config import PredictorConfig
 
-    from predictors import metrics as m
+    from predictors import server_metrics as m
     from predictors.cache import ResultCache
     from predictors.events_model import EventsModel
     from predictors.predictor_model import InfoModel

@@ -27,13 +27,12 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
-from predictors import metrics as m
+from predictors import server_metrics as m
 from predictors.ab import ArmRouter
 from predictors.cache import ResultCache
 from predictors.context import RequestContext, cache_field
 from predictors.dependency_calls import DependencyCalls
 from predictors.engine import BundleMeta, Engine
-from predictors.features import FeatureStoreDown
 from predictors.healing import OnlineStoreHealer
 from predictors.predictor_model import check_bundle_dir
 from predictors.protocol import (
@@ -49,6 +48,7 @@ from predictors.protocol import (
 )
 from predictors.resilience import DependencyDown, mark_in_use, transformer_dependencies
 from predictors.skew_monitor import SkewMonitor
+from predictors.user_features import FeatureStoreDown
 from recsys.config import Settings, get_settings
 
 log = logging.getLogger(__name__)

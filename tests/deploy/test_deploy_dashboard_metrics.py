@@ -2,7 +2,7 @@
 
 helm/recommender/metrics.txt is the contract (names, types, labels). The dashboard and rules are
 checked against it here; the contract is checked against the real registry of
-predictors.metrics and recsys.online.consumer.
+predictors.server_metrics and recsys.online.consumer.
 """
 
 from __future__ import annotations

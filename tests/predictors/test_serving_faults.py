@@ -113,7 +113,7 @@ def test_an_online_store_behind_the_version_is_answered_from_the_version_and_ref
                                                                                        monkeypatch):
     """A row older than the model version's (an old snapshot restored): the version's row answers,
     flagged feature_store_behind, and the healer rewrites the stale row; later rows are kept."""
-    from predictors.features import FeastFeatures
+    from predictors.user_features import FeastFeatures
     from recsys.config import get_settings
 
     t, redis_server = faulty
