@@ -28,31 +28,37 @@ if TYPE_CHECKING:
     from recsys.config import Settings
     from recsys.data.movielens import InteractionData
     from recsys.training.run import TrainedModels
+    from recsys.training.stages import TowerFit
 
 log = logging.getLogger(__name__)
 HISTORY_LENGTHS = (10, 50, 200)  # with the main run's own length: reported from the main run, not retrained
 
 
+def summary(e: Evaluation) -> dict[str, Any]:
+    """A run's row: the two-stage NDCG@10 (with its interval), recall@10, the two-tower channel
+    alone and the merged candidates' recall."""
+    m = e.models[PRIMARY_MODEL]
+    return {"ndcg@10": m["ndcg@10"], "ndcg@10_ci95": m["ndcg@10_ci95"], "recall@10": m["recall@10"],
+            "two_tower_ndcg@10": e.models["two_tower"]["ndcg@10"],
+            "merged_candidates_recall": e.funnel.get("merged_candidates_recall")}
+
+
 def compare(variant: Evaluation, main: Evaluation, seed: int) -> dict[str, Any]:
-    """The variant's two-stage NDCG@10 (with its interval) and its paired difference to the main run."""
-    m = variant.models[PRIMARY_MODEL]
+    """The variant's row and its paired NDCG@10 difference to the main run."""
     d = paired_difference_ci(variant.per_user[PRIMARY_MODEL]["ndcg@10"], main.per_user[PRIMARY_MODEL]["ndcg@10"],
                              seed=seed)
-    return {"ndcg@10": m["ndcg@10"], "ndcg@10_ci95": m["ndcg@10_ci95"], "recall@10": m["recall@10"],
-            "two_tower_ndcg@10": variant.models["two_tower"]["ndcg@10"],
-            "merged_candidates_recall": variant.funnel.get("merged_candidates_recall"),
-            "ndcg@10_diff_vs_main": d.mean, "ndcg@10_diff_ci95": d.as_list()}
+    return {**summary(variant), "ndcg@10_diff_vs_main": d.mean, "ndcg@10_diff_ci95": d.as_list()}
 
 
 def _run(data: InteractionData, tm: TrainedModels, ev: Evaluation, settings: Settings, progress: bool,
-         **tm_kwargs: Any) -> dict[str, Any]:
+         towers: TowerFit | None = None) -> dict[str, Any]:
     t = time.perf_counter()
-    variant = train_models(data, tm.protocol, settings, progress=progress, **tm_kwargs)
+    variant = train_models(data, tm.protocol, settings, progress=progress, towers=towers)
     vev = evaluate_models(variant.level0, variant.recommender, variant.index_stats, variant.funnel, settings,
                           baselines=False)
     out = compare(vev, ev, settings.seed)
     out["seconds"] = time.perf_counter() - t
-    if "towers" not in tm_kwargs:
+    if towers is None:  # trained here, with their own early stopping
         out["two_tower_best_epoch"] = variant.two_tower_history["best_epoch"]
     log.info("ablation: ndcg@10 %.4f, %+.4f vs the main run [%+.4f, %+.4f] (%.0f s)", out["ndcg@10"],
              out["ndcg@10_diff_vs_main"], *out["ndcg@10_diff_ci95"], out["seconds"])
@@ -67,13 +73,10 @@ def retrained_ablations(data: InteractionData, tm: TrainedModels, ev: Evaluation
         log.info("%s: ablation without the co-occurrence channel (ranker retrained)", tm.protocol)
         out["no_cooc"] = _run(data, tm, ev, settings.model_copy(update={"cooc_candidates": 0}), progress,
                               towers=tm.towers)
-    main = ev.models[PRIMARY_MODEL]
     for n in sorted({*HISTORY_LENGTHS, settings.history_len}):
         key = f"history_len_{n}"
         if n == settings.history_len:
-            out[key] = {"ndcg@10": main["ndcg@10"], "ndcg@10_ci95": main["ndcg@10_ci95"],
-                        "recall@10": main["recall@10"], "two_tower_ndcg@10": ev.models["two_tower"]["ndcg@10"],
-                        "merged_candidates_recall": ev.funnel.get("merged_candidates_recall"), "main_run": True}
+            out[key] = {**summary(ev), "main_run": True}
             continue
         log.info("%s: ablation with history length %d (everything retrained)", tm.protocol, n)
         out[key] = _run(data, tm, ev, settings.model_copy(update={"history_len": n}), progress)
